@@ -1,0 +1,53 @@
+# selfhost.dify developer entry points. Everything runs from the project venv (.venv),
+# which `make venv` creates from requirements-dev.txt (cached per lock-file hash).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+LAYOUT ?= single
+DEBIAN ?= 13
+
+.PHONY: help venv engine images lab lab-converge lab-destroy test lint sanity unit molecule lock
+
+help:
+	@echo "make lab            bring up the lab (LAYOUT=single|three, DEBIAN=13|12) and converge site.yml"
+	@echo "make lab-destroy    remove the lab containers, network and volumes"
+	@echo "make test           run every test (what CI runs)"
+	@echo "make lint | sanity | unit | molecule SCENARIO=base"
+
+venv:
+	@scripts/venv.sh
+
+engine:
+	@scripts/docker-engine.sh start
+
+images: engine
+	@scripts/build-images.sh
+
+lab: venv images
+	$(PY) scripts/lab.py up --layout $(LAYOUT) --debian $(DEBIAN)
+
+lab-converge: venv
+	$(PY) scripts/lab.py converge
+
+lab-destroy:
+	@if [ -x $(PY) ]; then $(PY) scripts/lab.py destroy; else python3 scripts/lab.py destroy; fi
+
+test:
+	@scripts/test.sh
+
+lint: venv
+	@scripts/test.sh lint
+
+sanity: venv
+	@scripts/test.sh sanity
+
+unit: venv
+	@scripts/test.sh unit
+
+molecule: venv images
+	cd . && $(VENV)/bin/molecule test -s $(SCENARIO)
+
+lock:
+	python3 -m venv /tmp/selfhost-lock && /tmp/selfhost-lock/bin/pip install -q -r requirements-dev.in \
+	  && { echo "# Generated from requirements-dev.in by 'make lock'. Do not edit by hand."; \
+	       /tmp/selfhost-lock/bin/pip freeze | grep -v '^-e'; } > requirements-dev.txt && rm -rf /tmp/selfhost-lock
