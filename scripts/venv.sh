@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${SELFHOST_CACHE_DIR:-${HOME}/.cache/selfhost-dify}"
-HASH="$(cat "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-12)"
+HASH="$(sha256sum <"$ROOT/requirements-dev.txt" | cut -c1-12)"
 VENV="$CACHE/venv-$HASH"
 PY="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -f "$VENV/.complete" ]; then

@@ -42,7 +42,7 @@ def run(cmd, check=True, timeout=900, env=None, cwd=None, input=None):
     if env:
         full_env.update(env)
     proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd or ROOT, env=full_env, input=input,
+        [str(c) for c in cmd], cwd=cwd or ROOT, env=full_env, input=input, check=False,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
     )
     if check and proc.returncode != 0:

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The one test command (README, `make test`, .ci/run). Stages, in order:
+#   env      venv from requirements-dev.txt (cached), Docker engine, test images (cached)
+#   lint     yamllint, ansible-lint (production profile), antsibull-changelog lint
+#   sanity   ansible-test sanity on a copy of the collection
+#   pytest   unit tests for plugins/, bad-input tests, every molecule scenario, the lab tests
+# `scripts/test.sh lint|sanity|unit|pytest [pytest args]` runs one stage.
+# If this script started the Docker engine, it stops that daemon (and only it) at the end.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+CACHE="${SELFHOST_CACHE_DIR:-${HOME}/.cache/selfhost-dify}"
+export SELFHOST_CACHE_DIR="$CACHE"
+export PATH="$ROOT/.venv/bin:$PATH"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1
+STAGE="${1:-all}"; shift || true
+T0=$(date +%s)
+
+stamp() { printf '\n==== [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+
+stage_env() {
+  stamp "environment"
+  scripts/venv.sh
+  if ! docker info >/dev/null 2>&1; then
+    scripts/docker-engine.sh start
+    STARTED_ENGINE=1
+  fi
+  scripts/build-images.sh
+}
+
+stage_lint() {
+  stamp "yamllint"
+  yamllint --strict .
+  stamp "ansible-lint (production profile)"
+  ansible-lint --offline
+  stamp "antsibull-changelog lint"
+  antsibull-changelog lint
+}
+
+stage_sanity() {
+  stamp "ansible-test sanity"
+  command -v shellcheck >/dev/null 2>&1 || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
+  local dest="$CACHE/sanity/ansible_collections/selfhost/dify"
+  rm -rf "$dest"; mkdir -p "$dest"
+  # The collection as it would be built: tracked and new files, minus the dev-only symlink.
+  git ls-files -co --exclude-standard -z | grep -zv '^collections/' | xargs -0 cp --parents -t "$dest"
+  # ansible-test fetches a pip bootstrap script from the internet; give it one that uses
+  # the interpreter's bundled pip instead (the name follows ansible-core's pinned pip).
+  mkdir -p "$HOME/.ansible/test/cache"
+  for f in get_pip_24_2.py get_pip_25_1.py; do
+    [ -f "$HOME/.ansible/test/cache/$f" ] || echo 'import ensurepip; ensurepip.bootstrap(upgrade=True)' >"$HOME/.ansible/test/cache/$f"
+  done
+  (cd "$dest" && git init -q && git add -A && \
+   ansible-test sanity --python 3.11 --venv --color no 2>&1 | grep -vE '^(WARNING: Reviewing|Running sanity test)' )
+}
+
+stage_pytest() {
+  stamp "pytest: unit, bad input, molecule scenarios, lab"
+  pytest tests/unit tests/integration tests/molecule tests/lab "$@"
+}
+
+cleanup() {
+  rc=$?
+  if [ "${STARTED_ENGINE:-0}" = 1 ]; then scripts/docker-engine.sh stop || true; fi
+  stamp "finished (exit $rc)"
+  exit $rc
+}
+trap cleanup EXIT
+
+case "$STAGE" in
+  all) stage_env; stage_lint; stage_sanity; stage_pytest "$@" ;;
+  env) stage_env ;;
+  lint) scripts/venv.sh; stage_lint ;;
+  sanity) scripts/venv.sh; stage_sanity ;;
+  unit) scripts/venv.sh; pytest tests/unit "$@" ;;
+  pytest) stage_env; stage_pytest "$@" ;;
+  *) echo "usage: $0 [all|env|lint|sanity|unit|pytest]" >&2; exit 2 ;;
+esac
