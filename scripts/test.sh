@@ -57,19 +57,35 @@ stage_sanity() {
 
 stage_pytest() {
   stamp "pytest: unit, bad input, molecule scenarios, lab"
-  pytest tests/unit tests/integration tests/molecule tests/lab "$@"
+  mkdir -p tests/output
+  pytest tests/unit tests/integration tests/molecule tests/lab --junitxml=tests/output/junit.xml "$@"
+}
+
+# The last line of a full run: pytest's totals, as "tests: N passed, N failed".
+closing_line() {
+  [ -f tests/output/junit.xml ] || return 0
+  python3 - <<'PY'
+import xml.etree.ElementTree as ET
+root = ET.parse("tests/output/junit.xml").getroot()
+suites = [root] if root.tag == "testsuite" else list(root)
+total = sum(int(s.get("tests", 0)) for s in suites)
+failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+skipped = sum(int(s.get("skipped", 0)) for s in suites)
+print(f"tests: {total - failed - skipped} passed, {failed} failed, {skipped} skipped")
+PY
 }
 
 cleanup() {
   rc=$?
   if [ "${STARTED_ENGINE:-0}" = 1 ]; then scripts/docker-engine.sh stop || true; fi
-  stamp "finished (exit $rc)"
+  stamp "finished (exit $rc) in $(( $(date +%s) - T0 ))s"
+  if [ "$STAGE" = all ] || [ "$STAGE" = pytest ]; then closing_line; fi
   exit $rc
 }
 trap cleanup EXIT
 
 case "$STAGE" in
-  all) stage_env; stage_lint; stage_sanity; stage_pytest "$@" ;;
+  all) rm -f tests/output/junit.xml; stage_env; stage_lint; stage_sanity; stage_pytest "$@" ;;
   env) stage_env ;;
   lint) scripts/venv.sh; stage_lint ;;
   sanity) scripts/venv.sh; stage_sanity ;;
