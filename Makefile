@@ -45,7 +45,7 @@ unit: venv
 	@scripts/test.sh unit
 
 molecule: venv images
-	cd . && $(VENV)/bin/molecule test -s $(SCENARIO)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" molecule test -s $(SCENARIO)
 
 lock:
 	python3 -m venv /tmp/selfhost-lock && /tmp/selfhost-lock/bin/pip install -q -r requirements-dev.in \

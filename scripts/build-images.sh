@@ -11,6 +11,7 @@
 # hashed tags). They are "bare servers": systemd as PID 1, sshd, python3, sudo.
 set -euo pipefail
 MIRROR="${SELFHOST_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SECURITY_MIRROR="${SELFHOST_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,openssh-server,procps"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 HASH="$(sha256sum "$HERE/build-images.sh" | cut -c1-12)"
@@ -34,6 +35,21 @@ build() {
     tail -20 "${dir}.log" >&2; rm -rf "$dir"; return 1; }
   # A bare server: no machine-id baked in (systemd makes one at boot), apt lists dropped,
   # host keys regenerated per container at first boot by the unit below.
+  # The apt sources a Debian server is installed with: the release, its updates and security.
+  rm -f "$dir/etc/apt/sources.list"
+  cat >"$dir/etc/apt/sources.list.d/debian.sources" <<SOURCES
+Types: deb
+URIs: ${MIRROR}
+Suites: ${suite} ${suite}-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: ${SECURITY_MIRROR}
+Suites: ${suite}-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
   : >"$dir/etc/machine-id"
   rm -f "$dir"/etc/ssh/ssh_host_*
   cat >"$dir/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'

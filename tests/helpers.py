@@ -5,6 +5,7 @@ nothing is mocked. Test hosts are the systemd images built by scripts/build-imag
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -15,13 +16,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 
+
+def _load_lab_module():
+    """scripts/lab.py (not a package) holds the one list of container flags."""
+    spec = importlib.util.spec_from_file_location("selfhost_lab", ROOT / "scripts" / "lab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # The flags a systemd container needs on this kind of machine (no --privileged).
-SYSTEMD_RUN_FLAGS = [
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
-    "--security-opt", "seccomp=unconfined",
-    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock",
-]
+SYSTEMD_RUN_FLAGS = list(_load_lab_module().SYSTEMD_RUN_FLAGS)
 
 RECAP_RE = re.compile(
     r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
@@ -111,3 +116,196 @@ def fingerprint(container: str, paths=("/etc", "/var/lib/dpkg/status", "/usr/loc
     ) % (" ".join(paths), " ".join(paths))
     out = docker("exec", container, "sh", "-c", script).stdout
     return out
+
+
+# -- network probing (any container, any role's tests) ----------------------------------
+
+_PROBE = r"""
+import errno, socket, sys
+host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(timeout)
+try:
+    s.connect((host, port))
+    print("open")
+except socket.timeout:
+    print("timeout")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print("unreachable" if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "error:%s" % e.errno)
+"""
+
+
+def probe(container: str, address: str, port: int, timeout: float = 3.0) -> str:
+    """TCP connect from inside `container` to address:port, as that host would.
+
+    Returns "open" (handshake completed), "refused" (RST: reachable, nothing listens or
+    a reject rule), "timeout" (no answer: a firewall drop), or "unreachable"/"error:N".
+    Needs python3 in the container (the project images have it)."""
+    out = docker("exec", container, "python3", "-c", _PROBE, address, str(port), str(timeout),
+                 timeout=timeout + 30).stdout.strip()
+    return out.splitlines()[-1] if out else "error:no-output"
+
+
+def is_listening(container: str, port: int) -> bool:
+    """Whether anything listens on TCP `port` (any address) inside `container`."""
+    out = docker("exec", container, "ss", "-Hltn", f"sport = :{port}", check=False).stdout
+    return bool(out.strip())
+
+
+def listen(container: str, port: int, timeout: float = 15) -> None:
+    """Start a throwaway TCP listener (python3 http.server on all IPv4 addresses) on `port`
+    inside `container`; returns once it listens. Stop it with stop_listening()."""
+    if is_listening(container, port):
+        raise AssertionError(f"{container}: something already listens on {port}")
+    pidfile = f"/run/selfhost-test-listener-{port}.pid"
+    docker("exec", "-d", container, "sh", "-c",
+           f"echo $$ > {pidfile}; mkdir -p /run/selfhost-test-listener-{port}.d; "
+           f"exec python3 -m http.server {port} --bind 0.0.0.0 --directory /run/selfhost-test-listener-{port}.d")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if is_listening(container, port):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{container}: listener on {port} did not come up")
+
+
+def stop_listening(container: str, port: int) -> None:
+    """Stop a listener started by listen() (by its recorded pid only)."""
+    pidfile = f"/run/selfhost-test-listener-{port}.pid"
+    docker("exec", container, "sh", "-c",
+           f"if [ -f {pidfile} ]; then kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}; fi; "
+           f"rm -rf /run/selfhost-test-listener-{port}.d", check=False)
+    deadline = time.time() + 10
+    while time.time() < deadline and is_listening(container, port):
+        time.sleep(0.2)
+
+
+class listening:
+    """Context manager: `with listening(container, port): ...` runs listen/stop_listening."""
+
+    def __init__(self, container: str, port: int):
+        self.container, self.port = container, port
+
+    def __enter__(self):
+        listen(self.container, self.port)
+        return self
+
+    def __exit__(self, *exc):
+        stop_listening(self.container, self.port)
+        return False
+
+
+def start_plain_container(name: str, image: str = "selfhost-dify/debian:13", network: str | None = None,
+                          labels: dict[str, str] | None = None) -> str:
+    """Start a container that only sleeps (no systemd): a client to probe from."""
+    docker("rm", "-f", name, check=False)
+    cmd = ["run", "-d", "--name", name, "--hostname", name]
+    if network:
+        cmd += ["--network", network]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
+    docker(*cmd, image, "sleep", "infinity")
+    return name
+
+
+# -- the lab (scripts/lab.py) -------------------------------------------------------------
+
+LAB_SCRIPT = ROOT / "scripts" / "lab.py"
+
+
+def lab(*args, check=True, timeout=3600):
+    """Run scripts/lab.py with the project's Python (output captured, stdout+stderr)."""
+    return run([tool("python"), LAB_SCRIPT, *args], check=check, timeout=timeout)
+
+
+def ansible_inventory(inventory) -> dict:
+    """`ansible-inventory --list` of an inventory as a dict (groups and _meta.hostvars)."""
+    import json
+    proc = subprocess.run([tool("ansible-inventory"), "-i", str(inventory), "--list"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"ansible-inventory -i {inventory} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def ssh_auth_methods(port: int, user: str = "admin", host: str = "127.0.0.1") -> list[str]:
+    """The authentication methods sshd on host:port offers `user` (from the
+    "Permission denied (a,b)" answer of a client that has no key to offer)."""
+    out = run(["ssh", "-F", "/dev/null", "-p", port, "-o", "BatchMode=yes",
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "PubkeyAuthentication=no",
+               "-o", "PreferredAuthentications=password,keyboard-interactive",
+               "-o", "ConnectTimeout=10", f"{user}@{host}", "true"], check=False, timeout=60).stdout
+    m = re.search(r"Permission denied \(([^)]*)\)", out)
+    if not m:
+        raise AssertionError(f"no 'Permission denied' from sshd on {host}:{port}:\n{out}")
+    return m.group(1).split(",")
+
+
+# -- molecule scenarios (from a scenario's testinfra tests) ------------------------------
+
+TASK_HEADER_RE = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.*)\] \**\s*$")
+TASK_RESULT_RE = re.compile(r"^(?P<status>ok|changed|skipping|failed|fatal): \[(?P<host>[^\]\s]+)")
+
+
+def molecule_inventory() -> str:
+    """The inventory molecule generated for the running scenario (set for the verifier)."""
+    try:
+        return os.environ["MOLECULE_INVENTORY_FILE"]
+    except KeyError:
+        raise AssertionError("MOLECULE_INVENTORY_FILE is not set: run this through `molecule verify|test`") from None
+
+
+def molecule_playbook(playbook: str = "converge.yml", *args, check: bool = True, timeout: int = 1800):
+    """Run a playbook of the running molecule scenario against its inventory, as molecule's
+    converge does, with extra ansible-playbook `args` (e.g. "--check", "--diff").
+    Raises on failure when `check` is true; returns the CompletedProcess."""
+    try:
+        scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    except KeyError:
+        raise AssertionError("MOLECULE_SCENARIO_DIRECTORY is not set: run this through `molecule verify|test`") from None
+    return ansible_playbook(["-i", molecule_inventory(), str(scenario / playbook), *args], check=check, timeout=timeout)
+
+
+def task_results(output: str) -> dict[str, dict[str, list[str]]]:
+    """{host: {status: [task names]}} from ansible-playbook's default output, where status is
+    ok, changed, skipping, failed or fatal (a looped task counts once per item).
+    Task names are as printed, e.g. "selfhost.dify.base : SSH | Harden sshd"."""
+    result: dict[str, dict[str, list[str]]] = {}
+    task = None
+    for line in output.splitlines():
+        header = TASK_HEADER_RE.match(line)
+        if header:
+            task = header.group("name")
+            continue
+        status = TASK_RESULT_RE.match(line)
+        if status and task is not None:
+            result.setdefault(status.group("host"), {}).setdefault(status.group("status"), []).append(task)
+    return result
+
+
+def changed_tasks(output: str) -> dict[str, list[str]]:
+    """{host: [names of tasks that reported changed]} (see task_results)."""
+    return {host: statuses.get("changed", []) for host, statuses in task_results(output).items()}
+
+
+def assert_no_changes(output: str, hosts=None) -> dict[str, dict[str, int]]:
+    """Assert the run reached every host (or `hosts`) and changed, failed and left out
+    nothing; the message names the tasks that changed. Returns the recap."""
+    summary = recap(output)
+    assert summary, "no PLAY RECAP in the output:\n" + output[-3000:]
+    for host in hosts or summary:
+        assert host in summary, f"{host} is not in the PLAY RECAP: {sorted(summary)}"
+        counts = summary[host]
+        assert counts["failed"] == 0 and counts["unreachable"] == 0, f"{host}: {counts}\n{output[-4000:]}"
+        assert counts["changed"] == 0, f"{host} reported changes: {changed_tasks(output).get(host)}\n{output[-4000:]}"
+    return summary
+
+
+def assert_check_mode_clean(playbook: str = "converge.yml", hosts=None) -> dict[str, dict[str, int]]:
+    """`ansible-playbook --check --diff` of the scenario's playbook reports changed=0 on every
+    host: a converged host has nothing left to do, and check mode works on it."""
+    proc = molecule_playbook(playbook, "--check", "--diff")
+    return assert_no_changes(proc.stdout, hosts)
