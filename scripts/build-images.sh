@@ -27,8 +27,6 @@ build() {
     echo "build-images: ${tag} cached"
     return 0
   fi
-  command -v debootstrap >/dev/null 2>&1 || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
   dir="$(mktemp -d "/tmp/selfhost-rootfs-${suite}.XXXXXX")"
   echo "build-images: debootstrap ${suite} into ${dir}"
   debootstrap --variant=minbase --include="$PACKAGES" "$suite" "$dir" "$MIRROR" >"${dir}.log" 2>&1 || {
@@ -72,6 +70,11 @@ UNIT
   rm -rf "$dir" "${dir}.log"
   echo "build-images: built ${tag}"
 }
+
+# Once, before the parallel builds (two apt-get runs would contend for apt's lock).
+if ! command -v debootstrap >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
