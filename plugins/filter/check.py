@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 from ansible_collections.selfhost.dify.plugins.module_utils.validation import (
     describe,
+    entry_shape_errors,
     is_hostname,
     is_posix_name,
     is_size,
@@ -129,12 +130,10 @@ def _check_admin_users(value, name):
     seen = {}
     for index, user in enumerate(value):
         where = "%s[%d]" % (name, index)
-        if not isinstance(user, Mapping):
-            errors.append("%s: must be a dict with at least a name, got %s" % (where, type_name(user)))
+        shape_errors, is_dict = entry_shape_errors(user, where, _ADMIN_USER_KEYS, "with at least a name")
+        errors.extend(shape_errors)
+        if not is_dict:
             continue
-        unknown = sorted(str(k) for k in user if k not in _ADMIN_USER_KEYS)
-        if unknown:
-            errors.append("%s: unknown key(s) %s (allowed: %s)" % (where, ", ".join(unknown), ", ".join(_ADMIN_USER_KEYS)))
         username = user.get("name")
         if not is_posix_name(username):
             errors.append("%s.name: %s is not a valid user name (lower case letters, digits, _ and -, "

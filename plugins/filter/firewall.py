@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 from ansible_collections.selfhost.dify.plugins.module_utils.validation import (
     describe,
+    entry_shape_errors,
     format_network,
     format_port_range,
     parse_address,
@@ -118,12 +119,11 @@ def _process(rule_sets, hostvars, groups):
         for index, rule in enumerate(var_rules):
             where = "%s[%d]" % (var_name, index)
             rule_errors = []
-            if not isinstance(rule, Mapping):
-                errors.append("%s: must be a dict {name, port, proto, sources}, got %s" % (where, type_name(rule)))
+            shape_errors, is_dict = entry_shape_errors(rule, where, RULE_KEYS, "{name, port, proto, sources}")
+            if not is_dict:
+                errors.extend(shape_errors)
                 continue
-            unknown = sorted(str(k) for k in rule if k not in RULE_KEYS)
-            if unknown:
-                rule_errors.append("%s: unknown key(s) %s (allowed: %s)" % (where, ", ".join(unknown), ", ".join(RULE_KEYS)))
+            rule_errors.extend(shape_errors)
 
             name = rule.get("name")
             if not isinstance(name, str) or not _RULE_NAME_RE.match(name):

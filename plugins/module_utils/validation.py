@@ -15,6 +15,7 @@ import binascii
 import ipaddress
 import re
 import struct
+from collections.abc import Mapping
 
 PORT_MIN = 1
 PORT_MAX = 65535
@@ -71,6 +72,20 @@ def type_name(value):
     if value is None:
         return "null"
     return type(value).__name__
+
+
+def entry_shape_errors(entry, where, allowed_keys, shape):
+    """Check one entry of a list-of-dicts variable: it must be a dict (``shape`` says which
+    one, e.g. "with at least a name") with no keys outside ``allowed_keys``.
+
+    Returns ``(errors, is_dict)``; callers check the fields only when ``is_dict``.
+    """
+    if not isinstance(entry, Mapping):
+        return ["%s: must be a dict %s, got %s" % (where, shape, type_name(entry))], False
+    unknown = sorted(str(k) for k in entry if k not in allowed_keys)
+    if unknown:
+        return ["%s: unknown key(s) %s (allowed: %s)" % (where, ", ".join(unknown), ", ".join(allowed_keys))], True
+    return [], True
 
 
 def parse_port(value):
