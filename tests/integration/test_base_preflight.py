@@ -44,18 +44,20 @@ def server():
         helpers.docker("rm", "-f", name, check=False)
 
 
-def apply_role(server, tmp_path, variables, *extra):
-    inventory = {"all": {"hosts": {"target": {
-        "ansible_connection": "community.docker.docker",
-        "ansible_host": server,
-        "ansible_python_interpreter": "/usr/bin/python3",
-        **variables,
-    }}}}
+def run_role(tmp_path, host_vars, extra=(), env=None):
+    """Apply the role to the one host `target` described by host_vars."""
+    inventory = {"all": {"hosts": {"target": {"ansible_python_interpreter": "/usr/bin/python3", **host_vars}}}}
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
     # JSON results keep each message on one line (the YAML format wraps long ones).
     return helpers.ansible_playbook(["-i", str(path), str(PLAYBOOK), *extra],
-                                    env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}, timeout=600)
+                                    env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", **(env or {})}, timeout=600)
+
+
+def apply_role(server, tmp_path, variables, *extra):
+    """Over the docker connection, as root."""
+    return run_role(tmp_path, {"ansible_connection": "community.docker.docker", "ansible_host": server, **variables},
+                    extra)
 
 
 CASES = {
@@ -175,21 +177,16 @@ def ssh_server(tmp_path_factory):
 
 
 def apply_over_ssh(server, tmp_path, user, variables, *extra):
-    inventory = {"all": {"hosts": {"target": {
+    """Over SSH as `user` with become, the way users reach real servers."""
+    return run_role(tmp_path, {
         "ansible_host": "127.0.0.1",
         "ansible_port": server["port"],
         "ansible_user": user,
         "ansible_ssh_private_key_file": server["key"],
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes",
         "ansible_become": True,
-        "ansible_python_interpreter": "/usr/bin/python3",
         **variables,
-    }}}}
-    path = tmp_path / "inventory.yml"
-    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
-    return helpers.ansible_playbook(["-i", str(path), str(PLAYBOOK), *extra],
-                                    env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_HOST_KEY_CHECKING": "False"},
-                                    timeout=600)
+    }, extra, env={"ANSIBLE_HOST_KEY_CHECKING": "False"})
 
 
 def test_guard_refuses_when_the_ssh_login_user_would_have_no_key(ssh_server, tmp_path):
