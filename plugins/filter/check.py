@@ -50,12 +50,19 @@ def _check_timezone(value, name):
     return []
 
 
-def _check_port(value, name):
-    try:
-        parse_port(value)
-    except ValueError as exc:
-        return ["%s: %s %s" % (name, describe(value), exc)]
-    return []
+def _parsed_by(parse):
+    """A check that accepts what ``parse`` accepts and reports the reason it gives."""
+    def check_value(value, name):
+        try:
+            parse(value)
+        except ValueError as exc:
+            return ["%s: %s %s" % (name, describe(value), exc)]
+        return []
+    return check_value
+
+
+_check_port = _parsed_by(parse_port)
+_check_ip_address = _parsed_by(parse_address)
 
 
 def _check_ports(value, name):
@@ -71,14 +78,6 @@ def _check_size(value, name):
     if not is_size(value):
         return ["%s: %s is not a size such as 500M or 1G (a number with an optional K, M, G, T suffix)"
                 % (name, describe(value))]
-    return []
-
-
-def _check_ip_address(value, name):
-    try:
-        parse_address(value)
-    except ValueError as exc:
-        return ["%s: %s %s" % (name, describe(value), exc)]
     return []
 
 
