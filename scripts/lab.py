@@ -366,12 +366,17 @@ def wait_until(what: str, probe, timeout: float, interval: float = 0.5):
     raise LabError(f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else ""))
 
 
-def wait_for_boot(container: str) -> None:
+def wait_for_systemd(container: str, timeout: float = 90) -> None:
+    """Wait until systemd in `container` has finished booting (running or degraded)."""
     def systemd_up():
         state = docker("exec", container, "systemctl", "is-system-running", check=False).strip()
         return state in ("running", "degraded")
 
-    wait_until(f"systemd in {container}", systemd_up, 90)
+    wait_until(f"systemd in {container}", systemd_up, timeout)
+
+
+def wait_for_boot(container: str) -> None:
+    wait_for_systemd(container)
 
     def sshd_up():
         out = docker("exec", container, "sh", "-c",

@@ -6,6 +6,7 @@ nothing is mocked. Test hosts are the systemd images built by scripts/build-imag
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -25,8 +26,13 @@ def _load_lab_module():
     return module
 
 
+_LAB = _load_lab_module()
+
 # The flags a systemd container needs on this kind of machine (no --privileged).
-SYSTEMD_RUN_FLAGS = list(_load_lab_module().SYSTEMD_RUN_FLAGS)
+SYSTEMD_RUN_FLAGS = list(_LAB.SYSTEMD_RUN_FLAGS)
+
+# Wait until systemd in a container has booted (running or degraded).
+wait_for_systemd = _LAB.wait_for_systemd
 
 RECAP_RE = re.compile(
     r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
@@ -41,9 +47,14 @@ def tool(name: str) -> str:
     return str(candidate) if candidate.exists() else (shutil.which(name) or name)
 
 
-def run(cmd, check=True, timeout=900, env=None, cwd=None, input=None):
-    """Run a command, return CompletedProcess with text output (stdout+stderr merged)."""
+def run(cmd, check=True, timeout=900, env=None, cwd=None, input=None, inherit_ansible_env=True):
+    """Run a command, return CompletedProcess with text output (stdout+stderr merged).
+
+    With inherit_ansible_env=False no ANSIBLE_* setting of the caller's environment
+    reaches the command (only those in `env`): it runs as a user's shell would."""
     full_env = dict(os.environ)
+    if not inherit_ansible_env:
+        full_env = {k: v for k, v in full_env.items() if not k.startswith("ANSIBLE_")}
     if env:
         full_env.update(env)
     proc = subprocess.run(
@@ -72,17 +83,6 @@ def start_systemd_container(name: str, image: str = "selfhost-dify/debian:13",
     return name
 
 
-def wait_for_systemd(name: str, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    state = ""
-    while time.time() < deadline:
-        state = docker("exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
-        if state in ("running", "degraded"):
-            return
-        time.sleep(1)
-    raise AssertionError(f"{name}: systemd did not come up (state {state!r})")
-
-
 def container_ip(name: str, network: str | None = None) -> str:
     fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
     if network:
@@ -109,13 +109,15 @@ def fingerprint(container: str, paths=("/etc", "/var/lib/dpkg/status", "/usr/loc
     """A digest of a host's configuration state: every regular file under `paths` with its
     content hash, mode and owner, plus the installed package list. Used to prove that a
     rejected run changed nothing. Runtime-churning files are excluded."""
+    # One list of files (runtime-churning ones left out), then their metadata and contents;
+    # nothing is written on the host.
     script = (
-        "find %s -xdev \\( -path /etc/machine-id -o -path /etc/ld.so.cache -o -path '/etc/ssh/ssh_host_*' \\) -prune "
-        "-o -type f -printf '%%p %%m %%u:%%g\\n' 2>/dev/null | sort; "
-        "find %s -xdev -type f -not -path /etc/machine-id -not -path /etc/ld.so.cache 2>/dev/null | sort | xargs -r sha256sum"
-    ) % (" ".join(paths), " ".join(paths))
-    out = docker("exec", container, "sh", "-c", script).stdout
-    return out
+        "files=\"$(find %s -xdev \\( -path /etc/machine-id -o -path /etc/ld.so.cache -o -path '/etc/ssh/ssh_host_*' \\) -prune "
+        "-o -type f -print 2>/dev/null | sort)\"; "
+        "printf '%%s\\n' \"$files\" | xargs -r -d '\\n' stat -c '%%n %%a %%U:%%G'; "
+        "printf '%%s\\n' \"$files\" | xargs -r -d '\\n' sha256sum"
+    ) % " ".join(paths)
+    return docker("exec", container, "sh", "-c", script).stdout
 
 
 # -- network probing (any container, any role's tests) ----------------------------------
@@ -222,7 +224,6 @@ def lab(*args, check=True, timeout=3600):
 
 def ansible_inventory(inventory) -> dict:
     """`ansible-inventory --list` of an inventory as a dict (groups and _meta.hostvars)."""
-    import json
     proc = subprocess.run([tool("ansible-inventory"), "-i", str(inventory), "--list"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
     if proc.returncode != 0:

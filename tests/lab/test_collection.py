@@ -4,8 +4,6 @@ ansible.cfg against the lab inventory."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tarfile
 
 import pytest
@@ -13,17 +11,6 @@ import pytest
 from tests.helpers import ROOT, recap, run, tool
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
-
-
-def run_clean(cmd, env, cwd, check=True):
-    """Run with only the given ANSIBLE_* settings (none inherited from the caller)."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    full.update(env)
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=full, text=True, timeout=1800,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stdout[-6000:]}")
-    return proc
 
 
 # Nothing of the lab's generated state, and nothing of the development tree, ships.
@@ -67,16 +54,16 @@ def test_installed_collection_converges_the_lab(lab, tarball, tmp_path):
     cwd.mkdir()
     env = {"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_COLLECTIONS_PATH": str(collections),
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    run_clean([tool("ansible-galaxy"), "collection", "install", "--offline", "-p", collections, tarball],
-              env=env, cwd=cwd)
+    run([tool("ansible-galaxy"), "collection", "install", "--offline", "-p", collections, tarball],
+        env=env, cwd=cwd, inherit_ansible_env=False)
 
-    listing = run_clean([tool("ansible-galaxy"), "collection", "list", "selfhost.dify", "--format", "json"],
-                        env=env, cwd=cwd).stdout
+    listing = run([tool("ansible-galaxy"), "collection", "list", "selfhost.dify", "--format", "json"],
+                  env=env, cwd=cwd, inherit_ansible_env=False).stdout
     paths = list(json.loads(listing[listing.index("{"):]))
     assert paths == [str(collections / "ansible_collections")], paths
 
-    proc = run_clean([tool("ansible-playbook"), "-i", lab.inventory, "selfhost.dify.site"],
-                     env=env, cwd=cwd, check=False)
+    proc = run([tool("ansible-playbook"), "-i", lab.inventory, "selfhost.dify.site"], timeout=1800,
+               env=env, cwd=cwd, check=False, inherit_ansible_env=False)
     assert proc.returncode == 0, proc.stdout[-6000:]
     result = recap(proc.stdout)
     assert set(result) == set(lab.hosts)
