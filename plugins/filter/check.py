@@ -17,13 +17,19 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.selfhost.dify.plugins.module_utils.validation import (
     describe,
     entry_shape_errors,
+    is_domain,
+    is_email,
     is_hostname,
     is_posix_name,
+    is_sha256,
     is_size,
+    is_sql_identifier,
     parse_address,
     parse_port,
+    secret_error,
     ssh_public_key_error,
     type_name,
+    url_error,
 )
 
 _TIME_OF_DAY_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -163,8 +169,50 @@ def _check_admin_users(value, name):
     return errors
 
 
+def _check_secret(value, name):
+    reason = secret_error(value)
+    return ["%s: %s" % (name, reason)] if reason else []
+
+
+def _check_domain(value, name):
+    if not is_domain(value):
+        return ["%s: %s is not a fully qualified domain name such as dify.example.com" % (name, describe(value))]
+    return []
+
+
+def _check_email(value, name):
+    if not is_email(value):
+        return ["%s: %s is not an e-mail address such as ops@example.com" % (name, describe(value))]
+    return []
+
+
+def _check_url(value, name):
+    reason = url_error(value)
+    return ["%s: %s %s" % (name, describe(value), reason)] if reason else []
+
+
+def _check_sha256(value, name):
+    if not is_sha256(value):
+        return ["%s: %s is not a SHA-256 checksum (64 hex digits, optionally prefixed sha256:)"
+                % (name, describe(value))]
+    return []
+
+
+def _check_sql_identifier(value, name):
+    if not is_sql_identifier(value):
+        return ["%s: %s is not a plain PostgreSQL name (lower case letters, digits and _, starting with a "
+                "letter or _, at most 63 characters)" % (name, describe(value))]
+    return []
+
+
 _CHECKS = {
     "admin_users": _check_admin_users,
+    "domain": _check_domain,
+    "email": _check_email,
+    "secret": _check_secret,
+    "sha256": _check_sha256,
+    "sql_identifier": _check_sql_identifier,
+    "url": _check_url,
     "hosts": _check_hosts,
     "ip_address": _check_ip_address,
     "port": _check_port,

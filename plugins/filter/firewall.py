@@ -2,7 +2,9 @@
 # Copyright: selfhost.dify contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Firewall rule filters: ``selfhost.dify.firewall_rules`` and ``selfhost.dify.firewall_rules_errors``.
+"""Firewall rule filters: ``selfhost.dify.firewall_rules``, ``selfhost.dify.firewall_rules_errors``,
+and ``selfhost.dify.source_networks`` / ``source_networks_errors`` (the same source resolution
+for any role that admits clients, e.g. pg_hba).
 
 A rule is ``{name, port, proto, sources}`` (docs/architecture.md, "Firewall interface").
 Rules come from several variables (``base_firewall_rules`` and every
@@ -191,6 +193,35 @@ def firewall_rules(rule_sets, hostvars=None, groups=None):
     return rules
 
 
+def _source_networks(sources, name, hostvars, groups):
+    """``(networks, errors)`` for a list of sources named ``name``."""
+    if not isinstance(sources, (list, tuple)):
+        return [], ["%s: must be a list of IPs, CIDRs, inventory hosts or groups, got %s" % (name, type_name(sources))]
+    networks, errors = [], []
+    for index, source in enumerate(sources):
+        resolved, reason = _resolve_source(source, hostvars, groups)
+        if reason:
+            errors.append("%s[%d]: %s" % (name, index, reason))
+        else:
+            networks.extend(resolved)
+    unique = sorted(set(networks), key=lambda n: (n.version, n.network_address, n.prefixlen))
+    # Always with the prefix length: pg_hba and bind lists need it spelled out.
+    return [n.with_prefixlen for n in unique], errors
+
+
+def source_networks(sources, hostvars=None, groups=None):
+    """Sources (IP, CIDR, inventory host or group names) resolved to unique CIDRs."""
+    networks, errors = _source_networks(sources, "sources", hostvars, groups)
+    if errors:
+        raise AnsibleFilterError("invalid sources:\n- " + "\n- ".join(errors))
+    return networks
+
+
+def source_networks_errors(sources, name, hostvars=None, groups=None):
+    """Problems with a list of sources, as messages starting with ``name``; empty when valid."""
+    return _source_networks(sources, name, hostvars, groups)[1]
+
+
 class FilterModule:
     """selfhost.dify firewall filters."""
 
@@ -198,4 +229,6 @@ class FilterModule:
         return {
             "firewall_rules": firewall_rules,
             "firewall_rules_errors": firewall_rules_errors,
+            "source_networks": source_networks,
+            "source_networks_errors": source_networks_errors,
         }

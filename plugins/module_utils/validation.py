@@ -16,6 +16,7 @@ import ipaddress
 import re
 import struct
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 PORT_MIN = 1
 PORT_MAX = 65535
@@ -29,6 +30,28 @@ _SIZE_RE = re.compile(r"^[1-9][0-9]*[KMGTPE]?$")
 
 # A DNS name (RFC 1123 labels); a trailing dot is allowed.
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+# Values published as examples or shipped as defaults by Dify, MinIO, PostgreSQL images
+# and tutorials, and placeholders: anyone can guess them, so no secret may be one of them.
+SAMPLE_SECRETS = frozenset(s.lower() for s in (
+    "difyai123456",
+    "dify-sandbox",
+    "minioadmin",
+    "sk-9f73s3ljTXVcMT3Blb3ljTqtsKiGHXVcMT3BlbkFJLK7U",
+    "QaHbTe77CtuXmsfyhR7+vRjI/+XbV1AaFy691iy+kGDv2Jvy0/eAh8Y1",
+    "lYkiYYT6owG+71oLerGzA7GXCgOT++6ovaezWAjpCjf+Sjc3ZtU+qUEi",
+    "password", "password123", "changeme", "change-me", "change_me", "secret", "admin",
+    "administrator", "root", "postgres", "redis", "dify", "123456", "12345678",
+    "1234567890", "qwerty", "letmein", "default", "test", "example",
+))
+# Words that mark a placeholder someone forgot to replace.
+_PLACEHOLDER_RE = re.compile(r"(replace|change[-_ ]?me|changeit|example|placeholder|your[-_ ]?(password|secret|key))", re.I)
+SECRET_MIN_LENGTH = 16
+
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_SHA256_RE = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
+# PostgreSQL role and database names the roles create: plain identifiers, no quoting needed.
+_SQL_IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _PORT_RANGE_RE = re.compile(r"^\s*([0-9]+)\s*-\s*([0-9]+)\s*$")
 
@@ -202,4 +225,70 @@ def ssh_public_key_error(value):
     embedded = raw[4:4 + length]
     if embedded != key_type.encode("ascii"):
         return "key data does not match its type %s" % key_type
+    return None
+
+
+def secret_error(value, min_length=SECRET_MIN_LENGTH):
+    """Why ``value`` is not acceptable as a secret (None when it is). The value itself is
+    never part of the reason: messages must not leak it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "is missing: set it in the inventory (ansible-vault encrypted)"
+    if not isinstance(value, str):
+        return "must be a string, got %s" % type_name(value)
+    if value.strip().lower() in SAMPLE_SECRETS:
+        return "is a published sample or default value; generate a random one (e.g. openssl rand -hex 24)"
+    if _PLACEHOLDER_RE.search(value):
+        return "looks like a placeholder that was never replaced; generate a random value (e.g. openssl rand -hex 24)"
+    if len(value) < min_length:
+        return "is too short (%d characters; at least %d): generate a random one (e.g. openssl rand -hex 24)" % (
+            len(value), min_length)
+    if len(set(value)) < 6:
+        return "is too weak (fewer than 6 distinct characters); generate a random one (e.g. openssl rand -hex 24)"
+    if any(c in value for c in "\r\n\x00"):
+        return "contains a line break or NUL character"
+    return None
+
+
+def is_domain(value):
+    """A fully qualified DNS name with at least two labels, no trailing dot, not an IP."""
+    if not isinstance(value, str) or value.endswith(".") or "." not in value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return False
+    except ValueError:
+        pass
+    return bool(_HOSTNAME_RE.match(value)) and not value.split(".")[-1].isdigit()
+
+
+def is_email(value):
+    """An address mail servers and Dify accept: local@domain.tld."""
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL_RE.match(value):
+        return False
+    return is_domain(value.rsplit("@", 1)[1])
+
+
+def is_sha256(value):
+    """64 hex digits, optionally prefixed with ``sha256:``."""
+    return isinstance(value, str) and bool(_SHA256_RE.match(value))
+
+
+def is_sql_identifier(value):
+    """A lower-case PostgreSQL identifier that needs no quoting (at most 63 bytes)."""
+    return isinstance(value, str) and bool(_SQL_IDENTIFIER_RE.match(value))
+
+
+def url_error(value, schemes=("http", "https")):
+    """Why ``value`` is not an absolute URL with one of ``schemes`` and a host (None if it is)."""
+    if not isinstance(value, str) or not value:
+        return "must be an absolute URL such as https://host/path, got %s" % describe(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # pylint: disable=pointless-statement  # raises on a bad port
+    except ValueError as exc:
+        return "is not a valid URL (%s)" % exc
+    if parts.scheme not in schemes:
+        return "must start with %s://" % "://, ".join(schemes)
+    if not parts.hostname or any(c.isspace() for c in value):
+        return "must be an absolute URL with a host and no spaces"
     return None

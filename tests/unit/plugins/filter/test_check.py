@@ -166,3 +166,52 @@ def test_hosts():
     ]
     assert check("pool.ntp.org", "hosts", "base_chrony_pools") == [
         "base_chrony_pools: must be a list of host names or IP addresses, got str"]
+
+
+# -- secrets, names and addresses that later roles check ----------------------------------
+
+@pytest.mark.parametrize("value", ["difyai123456", "minioadmin", "MinioAdmin", "dify-sandbox", "password",
+                                   "sk-9f73s3ljTXVcMT3Blb3ljTqtsKiGHXVcMT3BlbkFJLK7U"])
+def test_sample_secrets_are_rejected(value):
+    errors = check(value, "secret", "redis_dify_password")
+    assert len(errors) == 1 and "sample or default" in errors[0]
+
+
+@pytest.mark.parametrize("value,reason", [
+    (None, "is missing"), ("", "is missing"), ("   ", "is missing"),
+    ("Xk3v9Qm2", "too short (8 characters; at least 16)"),
+    ("abababababababababab", "fewer than 6 distinct"),
+    ("REPLACE-WITH-A-SECRET-VALUE", "placeholder"),
+    ("my-example-password-here", "placeholder"),
+    (12345678901234567890, "must be a string"),
+])
+def test_weak_or_missing_secrets_are_rejected(value, reason):
+    errors = check(value, "secret", "postgresql_dify_password")
+    assert len(errors) == 1 and errors[0].startswith("postgresql_dify_password: ") and reason in errors[0]
+
+
+def test_secret_messages_never_contain_the_value():
+    for value in ("Xk3v9Qm2", "abababababababababab", "REPLACE-WITH-A-SECRET-VALUE"):
+        assert value not in check(value, "secret", "s")[0]
+
+
+def test_a_random_secret_passes():
+    assert check("q7Wf2LmZ9xT4bN8cR1vK", "secret", "redis_dify_password") == []
+
+
+@pytest.mark.parametrize("kind,good,bad", [
+    ("domain", ["dify.example.com", "a.b.example.org", "xn--bcher-kva.example"],
+     ["localhost", "dify.example.com.", "10.0.0.1", "-bad.example.com", "has space.example.com", "", None]),
+    ("email", ["ops@example.com", "first.last+dify@mail.example.org"],
+     ["ops@localhost", "ops.example.com", "@example.com", "ops@exa mple.com", None]),
+    ("url", ["https://example.com/x", "http://10.0.0.1:9000"],
+     ["example.com", "ftp://example.com", "https://", "http://host:99999", None]),
+    ("sha256", ["a" * 64, "sha256:" + "0123456789abcdef" * 4], ["a" * 63, "md5:" + "a" * 64, "g" * 64, None]),
+    ("sql_identifier", ["dify", "dify_plugin", "_x1"], ["Dify", "dify-plugin", "1dify", "a" * 64, "", None]),
+])
+def test_format_checks(kind, good, bad):
+    for value in good:
+        assert check(value, kind, "v") == [], value
+    for value in bad:
+        errors = check(value, kind, "v")
+        assert len(errors) == 1 and errors[0].startswith("v: "), (value, errors)

@@ -40,7 +40,8 @@ def errors_of(rules, var="base_firewall_rules"):
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"firewall_rules", "firewall_rules_errors"}
+    assert set(FilterModule().filters()) == {"firewall_rules", "firewall_rules_errors", "source_networks",
+                                            "source_networks_errors"}
 
 
 def test_minimal_rule_is_normalized_with_tcp_default():
@@ -182,3 +183,15 @@ def test_hostvars_that_fail_to_template_are_reported():
     errors = firewall_rules_errors({"r": [{"name": "x", "port": 1, "sources": ["ghost"]}]},
                                    RaisingHostVars(ghost={}), {})
     assert errors == ["r[0].sources: host 'ghost' has no variables"]
+
+
+def test_source_networks_resolve_hosts_groups_and_cidrs():
+    from ansible_collections.selfhost.dify.plugins.filter.firewall import source_networks, source_networks_errors
+    hostvars = {"app1": {"selfhost_private_address": "10.0.0.11"}, "app2": {"ansible_default_ipv4": {"address": "10.0.0.12"}}}
+    groups = {"dify": ["app1", "app2"]}
+    assert source_networks(["dify", "172.30.0.0/24", "app1"], hostvars, groups) == [
+        "10.0.0.11/32", "10.0.0.12/32", "172.30.0.0/24"]
+    errors = source_networks_errors(["dify", "nowhere"], "postgresql_allowed_sources", hostvars, groups)
+    assert errors == ["postgresql_allowed_sources[1]: 'nowhere' is neither an IP/CIDR nor an inventory host or group"]
+    with pytest.raises(AnsibleFilterError):
+        source_networks(["nowhere"], hostvars, groups)
