@@ -24,6 +24,9 @@ SCENARIO = Path(__file__).resolve().parents[1]
 HOSTS = sorted(helpers.ansible_inventory(helpers.molecule_inventory())["_meta"]["hostvars"])
 # The containers are named after the platforms; the docker backend is fast and needs no SSH.
 testinfra_hosts = [f"docker://{name}" for name in HOSTS]
+# Platform names carry the scenario name (shared config): base-debian13, base-debian12.
+D13 = next(h for h in HOSTS if h.endswith("debian13"))
+D12 = next(h for h in HOSTS if h.endswith("debian12"))
 
 TEST_KEY = SCENARIO / "files" / "opsadmin_test_only_ed25519"
 CLIENT_KEY_PATH = "/root/.ssh/opsadmin_test_only_ed25519"
@@ -171,29 +174,29 @@ def test_rules_from_selfhost_firewall_rules_variables_are_merged(host):
 
 def test_rule_sources_name_inventory_hosts(host):
     table = host.check_output("nft list table inet selfhost")
-    if name_of(host) == "debian13":
-        assert f'ip saddr {ip_of("debian12")} tcp dport 9100 accept comment "metrics-from-debian12"' in table
+    if name_of(host) == D13:
+        assert f'ip saddr {ip_of(D12)} tcp dport 9100 accept comment "metrics-from-debian12"' in table
     else:
         assert "9100" not in table
 
 
 def test_ssh_is_reachable_from_the_other_host():
-    assert helpers.probe("debian12", ip_of("debian13"), 22) == "open"
-    assert helpers.probe("debian13", ip_of("debian12"), 22) == "open"
+    assert helpers.probe(D12, ip_of(D13), 22) == "open"
+    assert helpers.probe(D13, ip_of(D12), 22) == "open"
 
 
 def test_unopened_port_is_dropped():
-    with helpers.listening("debian13", 8080):
-        assert helpers.probe("debian13", "127.0.0.1", 8080) == "open"  # the listener works
-        assert helpers.probe("debian12", ip_of("debian13"), 8080) == "timeout"
+    with helpers.listening(D13, 8080):
+        assert helpers.probe(D13, "127.0.0.1", 8080) == "open"  # the listener works
+        assert helpers.probe(D12, ip_of(D13), 8080) == "timeout"
 
 
 def test_rule_opens_a_port_to_its_source_only():
-    with helpers.listening("debian13", 9100):
-        assert helpers.probe("debian12", ip_of("debian13"), 9100) == "open"
-    with helpers.listening("debian12", 9100):
-        assert helpers.probe("debian12", "127.0.0.1", 9100) == "open"
-        assert helpers.probe("debian13", ip_of("debian12"), 9100) == "timeout"
+    with helpers.listening(D13, 9100):
+        assert helpers.probe(D12, ip_of(D13), 9100) == "open"
+    with helpers.listening(D12, 9100):
+        assert helpers.probe(D12, "127.0.0.1", 9100) == "open"
+        assert helpers.probe(D13, ip_of(D12), 9100) == "timeout"
 
 
 @pytest.mark.parametrize("action", ["restart", "reload"])
@@ -224,7 +227,7 @@ def test_state_directory_is_root_only(host):
 # -- fail2ban ------------------------------------------------------------------------------
 
 def test_fail2ban_guards_sshd_through_nftables(host):
-    if name_of(host) != "debian13":
+    if name_of(host) != D13:
         assert not host.package("fail2ban").is_installed
         return
     assert host.service("fail2ban").is_running
@@ -245,30 +248,30 @@ def test_check_mode_on_converged_hosts_reports_no_change():
 def test_hand_edits_are_detected_and_put_back():
     # Break debian13's SSH hardening and delete its live firewall table; add a stray
     # rule to debian12's live table.
-    helpers.docker("exec", "debian13", "sh", "-c",
+    helpers.docker("exec", D13, "sh", "-c",
                    "sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' "
                    "/etc/ssh/sshd_config.d/00-selfhost.conf && nft delete table inet selfhost")
-    helpers.docker("exec", "debian12", "nft", "add", "rule", "inet", "selfhost", "input", "tcp", "dport", "8080", "accept")
+    helpers.docker("exec", D12, "nft", "add", "rule", "inet", "selfhost", "input", "tcp", "dport", "8080", "accept")
 
     # Check mode notices without repairing (limited to the concerns at stake, for speed).
     checked = helpers.molecule_playbook("converge.yml", "--check", "--diff", "--tags", "base_ssh,base_firewall").stdout
     would_change = helpers.changed_tasks(checked)
-    assert "selfhost.dify.base : SSH | Harden sshd" in would_change["debian13"]
-    assert "selfhost.dify.base : Firewall | Report that the live table would be loaded again" in would_change["debian13"]
-    assert "selfhost.dify.base : Firewall | Report that the live table would be loaded again" in would_change["debian12"]
-    assert "table inet selfhost" not in helpers.docker("exec", "debian13", "nft", "list", "tables").stdout
-    assert "dport 8080" in helpers.docker("exec", "debian12", "nft", "list", "table", "inet", "selfhost").stdout
-    assert "passwordauthentication yes" in helpers.docker("exec", "debian13", "sshd", "-T").stdout.splitlines()
+    assert "selfhost.dify.base : SSH | Harden sshd" in would_change[D13]
+    assert "selfhost.dify.base : Firewall | Report that the live table would be loaded again" in would_change[D13]
+    assert "selfhost.dify.base : Firewall | Report that the live table would be loaded again" in would_change[D12]
+    assert "table inet selfhost" not in helpers.docker("exec", D13, "nft", "list", "tables").stdout
+    assert "dport 8080" in helpers.docker("exec", D12, "nft", "list", "table", "inet", "selfhost").stdout
+    assert "passwordauthentication yes" in helpers.docker("exec", D13, "sshd", "-T").stdout.splitlines()
 
     # A normal run repairs and says so.
     converged = helpers.molecule_playbook("converge.yml").stdout
     changed = helpers.changed_tasks(converged)
-    assert "selfhost.dify.base : SSH | Harden sshd" in changed["debian13"]
-    assert "selfhost.dify.base : Firewall | Load the selfhost table" in changed["debian13"]
-    assert "selfhost.dify.base : Firewall | Load the selfhost table" in changed["debian12"]
-    assert "selfhost.dify.base : Reload ssh" in changed["debian13"]
+    assert "selfhost.dify.base : SSH | Harden sshd" in changed[D13]
+    assert "selfhost.dify.base : Firewall | Load the selfhost table" in changed[D13]
+    assert "selfhost.dify.base : Firewall | Load the selfhost table" in changed[D12]
+    assert "selfhost.dify.base : Reload ssh" in changed[D13]
 
-    assert "passwordauthentication no" in helpers.docker("exec", "debian13", "sshd", "-T").stdout.splitlines()
+    assert "passwordauthentication no" in helpers.docker("exec", D13, "sshd", "-T").stdout.splitlines()
     for name in HOSTS:
         table = helpers.docker("exec", name, "nft", "list", "table", "inet", "selfhost").stdout
         assert "policy drop;" in table and "dport 8080" not in table
