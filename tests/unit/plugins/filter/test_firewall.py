@@ -40,8 +40,8 @@ def errors_of(rules, var="base_firewall_rules"):
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"firewall_rules", "firewall_rules_errors", "source_networks",
-                                            "source_networks_errors"}
+    assert set(FilterModule().filters()) == {
+        "firewall_rules", "firewall_rules_errors", "source_networks", "source_networks_errors"}
 
 
 def test_minimal_rule_is_normalized_with_tcp_default():
