@@ -3,7 +3,8 @@
 #   env      venv from requirements-dev.txt (cached), Docker engine, test images (cached)
 #   lint     yamllint, ansible-lint (production profile), antsibull-changelog lint
 #   sanity   ansible-test sanity on a copy of the collection
-#   pytest   unit tests for plugins/, bad-input tests, every molecule scenario, the lab tests
+#   pytest   unit tests for plugins/, bad-input tests, every molecule scenario, the lab tests,
+#            in SELFHOST_TEST_WORKERS (default 3) parallel workers
 # `scripts/test.sh lint|sanity|unit|pytest [pytest args]` runs one stage.
 # If this script started the Docker engine, it stops that daemon (and only it) at the end.
 set -euo pipefail
@@ -58,7 +59,10 @@ stage_sanity() {
 stage_pytest() {
   stamp "pytest: unit, bad input, molecule scenarios, lab"
   mkdir -p tests/output
-  pytest tests/unit tests/integration tests/molecule tests/lab --junitxml=tests/output/junit.xml "$@"
+  # Independent groups run side by side (tests/conftest.py): the lab and the longest
+  # scenarios are collected first so they start first.
+  pytest -n "${SELFHOST_TEST_WORKERS:-3}" --dist loadgroup \
+    tests/lab tests/molecule tests/integration tests/unit --junitxml=tests/output/junit.xml "$@"
 }
 
 # The last line of a full run: pytest's totals, as "tests: N passed, N failed".
