@@ -6,13 +6,15 @@ PY := $(VENV)/bin/python
 LAYOUT ?= single
 DEBIAN ?= 13
 
-.PHONY: help venv engine images lab lab-converge lab-destroy test lint sanity unit molecule lock
+.PHONY: help venv engine images lab lab-converge lab-destroy test lint sanity unit molecule lock bench-postgresql bench-sse
 
 help:
 	@echo "make lab            bring up the lab (LAYOUT=single|three, DEBIAN=13|12) and converge site.yml"
 	@echo "make lab-destroy    remove the lab containers, network and volumes"
 	@echo "make test           run every test (what CI runs)"
 	@echo "make lint | sanity | unit | molecule SCENARIO=base"
+	@echo "make bench-postgresql   pgbench TPS of the tuned PostgreSQL vs distro defaults (a ratio)"
+	@echo "make bench-sse URL=...  time to the first SSE event through the edge vs direct (a ratio)"
 
 venv:
 	@scripts/venv.sh
@@ -46,6 +48,12 @@ unit: venv
 
 molecule: venv images
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" molecule test -s $(SCENARIO)
+
+bench-postgresql: venv images
+	$(PY) scripts/bench/pgbench_tuning.py
+
+bench-sse: venv
+	$(PY) scripts/bench/sse_first_event.py $(ARGS)
 
 lock:
 	python3 -m venv /tmp/selfhost-lock && /tmp/selfhost-lock/bin/pip install -q -r requirements-dev.in \
