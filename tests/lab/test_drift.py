@@ -34,7 +34,7 @@ def test_hand_edits_are_reverted_and_reported(lab, prober):
     host = lab.hosts[0]
     container, address = lab.container(host), lab.address(host)
 
-    # By hand: allow password logins, open 8080 and relax the policy in the live table.
+    # By hand: allow password logins, open 8765 (a port nothing of the stack uses) and relax the policy in the live table.
     assert docker("exec", container, "test", "-f", SSHD_DROPIN, check=False).returncode == 0, \
         f"{host}: the base role's sshd drop-in {SSHD_DROPIN} is missing"
     docker("exec", container, "sh", "-c",
@@ -43,21 +43,21 @@ def test_hand_edits_are_reverted_and_reported(lab, prober):
            f"sed -i '1i PasswordAuthentication yes' {SSHD_DROPIN}; }} && "
            "systemctl reload ssh")
     chain = input_chain(container)["name"]
-    docker("exec", container, "nft", "insert", "rule", *TABLE, chain, "tcp", "dport", "8080", "accept")
+    docker("exec", container, "nft", "insert", "rule", *TABLE, chain, "tcp", "dport", "8765", "accept")
     docker("exec", container, "nft", "chain", *TABLE, chain, "{ policy accept ; }")
 
     # The drift is real: a user would now see it.
     assert "password" in ssh_auth_methods(lab.port(host))
-    with listening(container, 8080):
-        assert probe(prober, address, 8080) == "open"
+    with listening(container, 8765):
+        assert probe(prober, address, 8765) == "open"
 
     result = base_run(lab)
     assert result[host]["changed"] > 0, f"drift not reported: {result}"
 
     assert "password" not in ssh_auth_methods(lab.port(host))
     assert input_chain(container).get("policy") == "drop"
-    with listening(container, 8080):
-        assert probe(prober, address, 8080) == "timeout"
+    with listening(container, 8765):
+        assert probe(prober, address, 8765) == "timeout"
 
     result = base_run(lab)
     assert all(r["changed"] == 0 for r in result.values()), f"run after the repair changed: {result}"

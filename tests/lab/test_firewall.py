@@ -24,9 +24,9 @@ def test_ssh_answers(node, prober):
 
 def test_unlisted_port_is_dropped(node, prober):
     container, address = node[1], node[2]
-    with listening(container, 8080):
-        assert probe(container, "127.0.0.1", 8080) == "open", "the listener itself does not answer"
-        assert probe(prober, address, 8080) == "timeout"
+    with listening(container, 8765):
+        assert probe(container, "127.0.0.1", 8765) == "open", "the listener itself does not answer"
+        assert probe(prober, address, 8765) == "timeout"
 
 
 @pytest.mark.parametrize("port", [80, 443])
