@@ -355,7 +355,7 @@ def assert_routes(edge: Edge, routes=None, blocked=None) -> list[dict]:
     the proxy (403/404) and never reach api."""
     routes = list(routes or ROUTES)
     blocked = list(blocked or BLOCKED_PATHS)
-    results = requests(edge, [{"path": p, "headers": {"X-Edge-Kit": "1"}} for p, _ in routes]
+    results = requests(edge, [{"path": p, "headers": {"X-Edge-Kit": "1"}} for p, _upstream in routes]
                        + [{"path": p} for p in blocked])
     problems = []
     for (path, expected), result in zip(routes, results):
@@ -452,7 +452,7 @@ def assert_rate_limited(edge: Edge, other: Edge, allowed: int, attempts: int, se
     before the end (or within `settle` seconds after it) the client is refused: status 429,
     or its connections refused, reset or dropped. Meanwhile `other` (another client
     container) still reaches api. Returns what was seen."""
-    results = requests(edge, [_login(edge) for _ in range(attempts)], timeout=attempts * 6 + 60)
+    results = requests(edge, [_login(edge) for _attempt in range(attempts)], timeout=attempts * 6 + 60)
     first = results[:allowed]
     assert all(r["status"] == 200 and _upstream_of(r) == "api" for r in first), \
         [(_upstream_of(r), r["status"], r["error"]) for r in first]
@@ -498,7 +498,7 @@ def assert_json_access_log(edge: Edge, edge_container: str, log_path: str, wait:
     assert line is not None, f"{marker} not in {log_path}"
     entry = json.loads(line)
     values = list(_values(entry))
-    assert any(isinstance(v, str) and v.startswith(marker) for _, v in values), entry
+    assert any(isinstance(v, str) and v.startswith(marker) for _key, v in values), entry
     assert any(k == "status" and v == 200 for k, v in values), entry
-    assert any(isinstance(v, str) and v == client_ip for _, v in values), (client_ip, entry)
+    assert any(isinstance(v, str) and v == client_ip for _key, v in values), (client_ip, entry)
     return entry

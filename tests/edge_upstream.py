@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A TEST STAND-IN for Dify's three HTTP services behind the edge proxy.
 
 This is NOT Dify and NOT the Dify contract double of a later issue: it only lets the edge
@@ -157,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--name", required=True, choices=["api", "web", "plugin_daemon"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bind", default="127.0.0.1")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What the selfhost.dify.postgresql tuning is worth, measured with pgbench.
 
 In one fresh Debian 13 container (the project's systemd test image) this script installs

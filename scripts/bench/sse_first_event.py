@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Time to the first server-sent event through the edge proxy vs straight from the upstream.
 
 A proxy that buffers responses delivers the first event only when the whole stream is over,
@@ -77,7 +76,7 @@ def measure(url: str, resolve: str | None, cafile: str | None, insecure: bool, h
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--proxy", required=True, help="URL through the edge, e.g. https://dify.example.com/v1/chat-messages")
     parser.add_argument("--direct", required=True, help="URL of the upstream itself, e.g. http://127.0.0.1:5001/v1/chat-messages")
     parser.add_argument("--resolve", help="connect to this address for the proxy URL's host (like curl --resolve)")
@@ -99,7 +98,7 @@ def main() -> int:
         return url + ("&" if "?" in url else "?") + query
 
     results = {"direct": [], "proxy": []}
-    for _ in range(args.runs):
+    for _run in range(args.runs):
         results["direct"].append(measure(with_query(args.direct), None, None, False, headers, body, args.timeout))
         results["proxy"].append(measure(with_query(args.proxy), args.resolve, args.cafile, args.insecure, headers, body,
                                         args.timeout))

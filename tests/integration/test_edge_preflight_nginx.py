@@ -17,7 +17,7 @@ import json
 import pytest
 
 from tests import helpers
-from tests.integration.test_edge_preflight import CASES, VALID, apply_role, server  # noqa: F401  (server: fixture)
+from tests.integration.test_edge_preflight import CASES, VALID, apply_role, server  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.docker
 

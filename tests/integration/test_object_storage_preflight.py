@@ -64,9 +64,9 @@ def apply_role(server, tmp_path, role, changes, *extra):
     (a value of None removes the variable)."""
     variables = {**VALID[role], **changes}
     variables = {k: v for k, v in variables.items() if v is not None}
-    inventory = {"all": {"hosts": {"target": {"ansible_python_interpreter": "/usr/bin/python3",
-                                               "ansible_connection": "community.docker.docker",
-                                               "ansible_host": server, **variables}}}}
+    target = {"ansible_python_interpreter": "/usr/bin/python3", "ansible_connection": "community.docker.docker",
+              "ansible_host": server, **variables}
+    inventory = {"all": {"hosts": {"target": target}}}
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
     return helpers.ansible_playbook(["-i", str(path), str(PLAYBOOKS / f"{role}.yml"), *extra],

@@ -161,8 +161,8 @@ def test_all_problems_are_reported_at_once(server, tmp_path):
     assert len(failed) == 1, proc.stdout[-3000:]
     messages = failed[0]["msg"]
     assert messages[0].startswith("selfhost.dify.redis preflight: nothing was changed")
-    assert [m.split(":", 1)[0] for m in messages[1:]] == ["redis_dify_password", "redis_port", "redis_bind_addresses",
-                                                         "redis_maxmemory"]
+    named = [m.split(":", 1)[0] for m in messages[1:]]
+    assert named == ["redis_dify_password", "redis_port", "redis_bind_addresses", "redis_maxmemory"]
 
 
 def test_valid_input_passes_the_preflight(server, tmp_path):

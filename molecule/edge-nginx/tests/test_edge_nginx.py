@@ -62,7 +62,7 @@ def pebble_root():
 @pytest.fixture(scope="module")
 def clients(pebble_root):
     """Two client containers on the scenario's network, trusting Pebble's current root."""
-    names = [f"edge-nginx-client-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    names = [f"edge-nginx-client-{uuid.uuid4().hex[:6]}" for _client in range(2)]
     with edge_kit.client_container(names[0], NETWORK), edge_kit.client_container(names[1], NETWORK):
         for name in names:
             edge_kit.put_file(name, CA_IN_CLIENT, pebble_root)
@@ -211,11 +211,11 @@ def test_certbot_renew_dry_run_against_pebble(host):
 
 def test_renewal_is_served_after_the_deploy_hook_reloads_nginx(edge, pebble_root):
     name, site = edge
-    before, _ = served_certificate(site)
+    before, _chain = served_certificate(site)
     pid = sh(name, "systemctl show nginx -p MainPID --value").stdout.strip()
     sh(name, f"REQUESTS_CA_BUNDLE={CA_ROOT_ON_EDGE} certbot renew --force-renewal --no-random-sleep-on-renew "
              "--cert-name " + DOMAINS[name])
-    after, _ = served_certificate(site)
+    after, _chain = served_certificate(site)
     assert after != before, "nginx still serves the old certificate: the deploy hook did not reload it"
     assert sh(name, "systemctl show nginx -p MainPID --value").stdout.strip() == pid, "reloaded, not restarted"
     edge_kit.assert_certificate_issued_by(site, pebble_root)

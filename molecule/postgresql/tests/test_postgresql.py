@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests import helpers  # noqa: E402  pylint: disable=wrong-import-position

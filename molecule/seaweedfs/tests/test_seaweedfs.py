@@ -138,11 +138,11 @@ def test_s3_listens_where_configured_and_every_internal_port_on_loopback_only(ho
     # Anything else that listens (sshd on 22; on debian12 the test's artifact server on
     # loopback) is not SeaweedFS; every SeaweedFS port is on 127.0.0.1 only.
     others = {(a, p) for a, p in found if p not in (22, 8099) and (a, p) != (ip_of(name), PORT)}
-    assert others and all(address == "127.0.0.1" for address, _ in others), others
+    assert others and all(address == "127.0.0.1" for address, _port in others), others
     for port in INTERNAL_PORTS:
         assert ("127.0.0.1", port) in found, port
     # No S3 extras (Iceberg 8181, Lance 9101) and no admin UI.
-    assert not {p for _, p in found} & {8181, 9101, 23646}
+    assert not {p for _address, p in found} & {8181, 9101, 23646}
 
 
 @pytest.mark.parametrize("port", [PORT] + INTERNAL_PORTS)
@@ -302,6 +302,6 @@ def test_hand_edits_are_detected_and_put_back():
     assert "-s3.autoCreateBucket=false" in helpers.docker("exec", D12, "systemctl", "cat", "seaweedfs").stdout
     wait_for_s3(D13)
     intruder = s3(D13, ("intruder-key", "intruder-secret-123456"))
-    assert error_code(lambda: intruder.list_buckets()) in ("InvalidAccessKeyId", "AccessDenied")
+    assert error_code(intruder.list_buckets) in ("InvalidAccessKeyId", "AccessDenied")
 
     helpers.assert_no_changes(helpers.molecule_playbook("converge.yml").stdout, hosts=HOSTS)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Managed by selfhost.dify; run by the role's checks, never left on the host.
 # head-bucket on an S3 endpoint with the key pair from AWS_ACCESS_KEY_ID and
 # AWS_SECRET_ACCESS_KEY (never on the command line). Usage: ENDPOINT REGION BUCKET.
