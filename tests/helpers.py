@@ -5,6 +5,7 @@ nothing is mocked. Test hosts are the systemd images built by scripts/build-imag
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +83,34 @@ def start_systemd_container(name: str, image: str = "selfhost-dify/debian:13",
     docker(*cmd)
     wait_for_systemd(name)
     return name
+
+
+@contextlib.contextmanager
+def throwaway_host(purpose: str, image: str = "selfhost-dify/debian:13", extra: list[str] | None = None):
+    """A fresh bare-server container named selfhost-test-<purpose>-<random>, removed on exit."""
+    name = f"selfhost-test-{purpose}-{uuid.uuid4().hex[:8]}"
+    start_systemd_container(name, image=image, extra=extra)
+    try:
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def assert_rejected_unchanged(container: str, apply, expected=(), hidden=()):
+    """Run `apply()` (a role run with bad input against `container`) and assert it failed with
+    every text of `expected` in its output, showed none of `hidden` (secrets), reported no
+    change, and left the host's fingerprint as it was. Returns the CompletedProcess."""
+    before = fingerprint(container)
+    proc = apply()
+    after = fingerprint(container)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    for text in expected:
+        assert text in proc.stdout, f"{text!r} not in output:\n{proc.stdout[-4000:]}"
+    for secret in hidden:
+        assert secret not in proc.stdout, f"a secret was shown in the output:\n{proc.stdout[-4000:]}"
+    assert recap(proc.stdout)["target"]["changed"] == 0
+    assert before == after, "the rejected run changed the host"
+    return proc
 
 
 def container_ip(name: str, network: str | None = None) -> str:
