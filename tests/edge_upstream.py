@@ -60,28 +60,26 @@ class Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                remaining = size
-                while remaining:
-                    chunk = self.rfile.read(min(remaining, 65536))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-                    total += len(chunk)
-                    if len(kept) < 65536:
-                        kept += chunk[: 65536 - len(kept)]
+                total += self._read_exactly(size, kept)
                 self.rfile.readline()
         else:
-            remaining = int(self.headers.get("Content-Length") or 0)
-            while remaining:
-                chunk = self.rfile.read(min(remaining, 65536))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                total += len(chunk)
-                if len(kept) < 65536:
-                    kept += chunk[: 65536 - len(kept)]
+            total = self._read_exactly(int(self.headers.get("Content-Length") or 0), kept)
         self.body_bytes = total
         return bytes(kept)
+
+    def _read_exactly(self, remaining: int, kept: bytearray) -> int:
+        """Read `remaining` bytes of body, keep up to 64 KiB of them in `kept`; return how
+        many were read."""
+        total = 0
+        while remaining:
+            chunk = self.rfile.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            total += len(chunk)
+            if len(kept) < 65536:
+                kept += chunk[: 65536 - len(kept)]
+        return total
 
     # -- answers --------------------------------------------------------------------------
     def _headers_dict(self):
