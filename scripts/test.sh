@@ -4,7 +4,7 @@
 #   lint     yamllint, ansible-lint (production profile), antsibull-changelog lint
 #   sanity   ansible-test sanity on a copy of the collection
 #   pytest   unit tests for plugins/, bad-input tests, every molecule scenario, the lab tests,
-#            in SELFHOST_TEST_WORKERS (default 3) parallel workers
+#            in three streams side by side (the lab; molecule, two at a time; the rest)
 # `scripts/test.sh lint|sanity|unit|pytest [pytest args]` runs one stage.
 # If this script started the Docker engine, it stops that daemon (and only it) at the end.
 set -euo pipefail
@@ -57,21 +57,36 @@ stage_sanity() {
 }
 
 stage_pytest() {
-  stamp "pytest: unit, bad input, molecule scenarios, lab"
+  stamp "pytest: unit, bad input, molecule scenarios, lab (three streams side by side)"
   mkdir -p tests/output
-  # Independent groups run side by side (tests/conftest.py): the lab and the longest
-  # scenarios are collected first so they start first.
-  pytest -n "${SELFHOST_TEST_WORKERS:-3}" --dist loadgroup \
-    tests/lab tests/molecule tests/integration tests/unit --junitxml=tests/output/junit.xml "$@"
+  rm -f tests/output/junit-*.xml
+  # Three independent streams: the lab tests share one converged lab (one process, in
+  # order); every molecule scenario stands alone (two at a time); the bad-input and
+  # unit tests share a container or server per file (one process).
+  local pids=() names=(lab molecule integration) rc=0 i
+  pytest tests/lab --junitxml=tests/output/junit-lab.xml "$@" >tests/output/pytest-lab.log 2>&1 & pids+=($!)
+  pytest -n 2 --dist load tests/molecule --junitxml=tests/output/junit-molecule.xml "$@" \
+    >tests/output/pytest-molecule.log 2>&1 & pids+=($!)
+  pytest tests/integration tests/unit --junitxml=tests/output/junit-integration.xml "$@" \
+    >tests/output/pytest-integration.log 2>&1 & pids+=($!)
+  for i in 0 1 2; do
+    if wait "${pids[$i]}"; then :; else rc=1; fi
+    stamp "pytest stream ${names[$i]} finished"
+    cat "tests/output/pytest-${names[$i]}.log"
+  done
+  return $rc
 }
 
 # The last line of a full run: pytest's totals, as "tests: N passed, N failed".
 closing_line() {
-  [ -f tests/output/junit.xml ] || return 0
+  ls tests/output/junit-*.xml >/dev/null 2>&1 || return 0
   python3 - <<'PY'
+import glob
 import xml.etree.ElementTree as ET
-root = ET.parse("tests/output/junit.xml").getroot()
-suites = [root] if root.tag == "testsuite" else list(root)
+suites = []
+for path in sorted(glob.glob("tests/output/junit-*.xml")):
+    root = ET.parse(path).getroot()
+    suites += [root] if root.tag == "testsuite" else list(root)
 total = sum(int(s.get("tests", 0)) for s in suites)
 failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
 skipped = sum(int(s.get("skipped", 0)) for s in suites)
@@ -89,7 +104,7 @@ cleanup() {
 trap cleanup EXIT
 
 case "$STAGE" in
-  all) rm -f tests/output/junit.xml; stage_env; stage_lint; stage_sanity; stage_pytest "$@" ;;
+  all) rm -f tests/output/junit*.xml; stage_env; stage_lint; stage_sanity; stage_pytest "$@" ;;
   env) stage_env ;;
   lint) scripts/venv.sh; stage_lint ;;
   sanity) scripts/venv.sh; stage_sanity ;;
