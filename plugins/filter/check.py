@@ -71,6 +71,23 @@ _check_port = _parsed_by(parse_port)
 _check_ip_address = _parsed_by(parse_address)
 
 
+def _satisfying(predicate, what):
+    """A check that accepts what ``predicate`` accepts and otherwise says the value "is not <what>"."""
+    def check_value(value, name):
+        return [] if predicate(value) else ["%s: %s is not %s" % (name, describe(value), what)]
+    return check_value
+
+
+_check_size = _satisfying(is_size, "a size such as 500M or 1G (a number with an optional K, M, G, T suffix)")
+_check_time_of_day = _satisfying(lambda value: isinstance(value, str) and bool(_TIME_OF_DAY_RE.match(value)),
+                                 "a time of day HH:MM (00:00-23:59)")
+_check_domain = _satisfying(is_domain, "a fully qualified domain name such as dify.example.com")
+_check_email = _satisfying(is_email, "an e-mail address such as ops@example.com")
+_check_sha256 = _satisfying(is_sha256, "a SHA-256 checksum (64 hex digits, optionally prefixed sha256:)")
+_check_sql_identifier = _satisfying(is_sql_identifier, "a plain PostgreSQL name (lower case letters, digits and _, "
+                                                       "starting with a letter or _, at most 63 characters)")
+
+
 def _check_ports(value, name):
     if not isinstance(value, (list, tuple)):
         return ["%s: must be a list of port numbers, got %s" % (name, type_name(value))]
@@ -78,19 +95,6 @@ def _check_ports(value, name):
     for index, item in enumerate(value):
         errors.extend(_check_port(item, "%s[%d]" % (name, index)))
     return errors
-
-
-def _check_size(value, name):
-    if not is_size(value):
-        return ["%s: %s is not a size such as 500M or 1G (a number with an optional K, M, G, T suffix)"
-                % (name, describe(value))]
-    return []
-
-
-def _check_time_of_day(value, name):
-    if not isinstance(value, str) or not _TIME_OF_DAY_RE.match(value):
-        return ["%s: %s is not a time of day HH:MM (00:00-23:59)" % (name, describe(value))]
-    return []
 
 
 def _check_hosts(value, name):
@@ -174,35 +178,9 @@ def _check_secret(value, name):
     return ["%s: %s" % (name, reason)] if reason else []
 
 
-def _check_domain(value, name):
-    if not is_domain(value):
-        return ["%s: %s is not a fully qualified domain name such as dify.example.com" % (name, describe(value))]
-    return []
-
-
-def _check_email(value, name):
-    if not is_email(value):
-        return ["%s: %s is not an e-mail address such as ops@example.com" % (name, describe(value))]
-    return []
-
-
 def _check_url(value, name):
     reason = url_error(value)
     return ["%s: %s %s" % (name, describe(value), reason)] if reason else []
-
-
-def _check_sha256(value, name):
-    if not is_sha256(value):
-        return ["%s: %s is not a SHA-256 checksum (64 hex digits, optionally prefixed sha256:)"
-                % (name, describe(value))]
-    return []
-
-
-def _check_sql_identifier(value, name):
-    if not is_sql_identifier(value):
-        return ["%s: %s is not a plain PostgreSQL name (lower case letters, digits and _, starting with a "
-                "letter or _, at most 63 characters)" % (name, describe(value))]
-    return []
 
 
 _CHECKS = {
