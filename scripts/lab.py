@@ -302,7 +302,7 @@ def render_hosts(lab: Lab, layout: str, debian: str, hosts: dict[str, dict], con
     return "\n".join(lines) + "\n"
 
 
-def render_generated_vars(pubkey: str) -> str:
+def render_generated_vars(pubkey: str, dify_images: str = "") -> str:
     return (
         "---\n"
         + GENERATED_HEADER
@@ -314,6 +314,7 @@ def render_generated_vars(pubkey: str) -> str:
         f"      - {json.dumps(pubkey)}\n"
         "    sudo: true\n"
         "    shell: /bin/bash\n"
+        + dify_images
     )
 
 
@@ -407,6 +408,9 @@ CONTAINER_QUIRKS = """set -e
 mkdir -p /etc/systemd/system/redis-server.service.d
 printf '%s\\n' '# Written by the lab (scripts/lab.py): containers only, see docs/testing.md.' \\
   '[Service]' 'PrivateUsers=no' > /etc/systemd/system/redis-server.service.d/zz-lab-container.conf
+mkdir -p /etc/systemd/system/docker.service.d
+printf '%s\n' '# Written by the lab (scripts/lab.py): containers only, see docs/testing.md.' \
+  '[Service]' 'Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1' > /etc/systemd/system/docker.service.d/zz-lab-container.conf
 """
 
 
@@ -429,6 +433,49 @@ def fetch_artifacts() -> None:
             log(f"fetching {requirement} into {target}")
             sh([tool("python"), "-m", "pip", "download", "-q", requirement, "--no-deps",
                 "--only-binary=:all:", "-d", str(target)], timeout=600)
+
+
+# Dify's images: the lab uses them when their registry answers, else the contract double.
+DIFY_REGISTRY = ("registry-1.docker.io", 443)
+
+
+def registry_reachable(timeout: float = 3.0) -> bool:
+    """Whether Docker Hub's registry accepts a TCP connection from here."""
+    try:
+        with socket.create_connection(DIFY_REGISTRY, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def images_dir() -> Path:
+    return artifacts_dir().parent / "images"
+
+
+def dify_image_vars() -> str:
+    """The dify role's image settings for the lab, and a loud line saying which images run:
+    Dify's own from the registry where it is reachable, else the contract double (built
+    locally by scripts/build-dify-double.sh and loaded through the image archive path)."""
+    if os.environ.get("SELFHOST_LAB_DIFY_IMAGES", "auto") != "double" and registry_reachable():
+        say("DIFY IMAGES: Docker Hub is reachable; the lab runs Dify's own images (langgenius/dify-*).")
+        return "dify_contract_double: false\ndify_image_source: registry\n"
+    sh([str(ROOT / "scripts" / "build-dify-double.sh")], timeout=1800)
+    archive = images_dir() / "dify-double.tar"
+    sha256 = (images_dir() / "dify-double.tar.sha256").read_text().split()[0]
+    say("DIFY IMAGES: no registry is reachable from here. THE LAB RUNS THE CONTRACT DOUBLE, NOT DIFY:")
+    say("  a locally built stand-in that honours Dify's deployment contract (tests/dify_double),")
+    say("  against the real PostgreSQL, Redis and SeaweedFS. It runs no LLM apps.")
+    return (
+        "# No registry was reachable when the lab came up: the contract double (NOT Dify) runs,\n"
+        "# from the archive scripts/build-dify-double.sh built, with a real squid as SSRF proxy.\n"
+        "dify_contract_double: true\n"
+        "dify_image_source: archive\n"
+        "dify_image_archives:\n"
+        f"  - path: {json.dumps(str(archive.resolve()))}\n"
+        f"    sha256: {sha256}\n"
+        "dify_images:\n"
+        "  ssrf_proxy: selfhost-dify/squid:trixie\n"
+    )
 
 
 def apply_container_quirks(lab: Lab, host: str) -> None:
@@ -567,7 +614,7 @@ def cmd_up(args) -> int:
                                         for f in facts.values()), 0o600)
     write_file(lab.ssh_config, render_ssh_config(lab, facts), 0o600)
     write_file(lab.hosts_file, render_hosts(lab, args.layout, args.debian, facts, marker))
-    write_file(lab.generated_vars, render_generated_vars(pubkey))
+    write_file(lab.generated_vars, render_generated_vars(pubkey, dify_image_vars()))
     if lab.name != DEFAULT_NAME:
         # A named lab's inventory lives outside the checkout: link the static lab settings.
         static = lab.path("group_vars", "all", "main.yml")

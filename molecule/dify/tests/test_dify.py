@@ -1,0 +1,250 @@
+"""Behaviour of selfhost.dify.dify (with docker and the data tier) on the converged host.
+
+dify-debian13 carries PostgreSQL, Redis, SeaweedFS, Docker and the compose project. Dify's
+images cannot be pulled where these tests run, so the project runs the CONTRACT DOUBLE
+(tests/dify_double: a locally built stand-in that honours Dify's deployment contract, loaded
+through the image archive path); the SSRF proxy is a real squid. What is tested is what the
+role controls and a user sees: the health playbook, the setup API and a login, settings as
+the containers receive them, ports, the proxy's refusals, a wrong password named by the
+health report, drift repaired, and an upgrade between two releases of the double.
+The tests that change the host run last, the upgrade at the very end.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests import helpers  # noqa: E402  pylint: disable=wrong-import-position
+
+INVENTORY = helpers.ansible_inventory(helpers.molecule_inventory())
+HOST = next(h for h in INVENTORY["_meta"]["hostvars"] if h.endswith("debian13"))
+HOSTVARS = INVENTORY["_meta"]["hostvars"][HOST]
+testinfra_hosts = [f"docker://{HOST}"]
+
+PROJECT = "/opt/dify"
+DOMAIN = "dify.molecule.test"
+BASE_URL = f"https://{DOMAIN}"
+ADMIN_EMAIL = "admin@molecule.test"          # the inventory's address, lowercased as Dify does
+ADMIN_PASSWORD = HOSTVARS["dify_admin_password"]
+DB_PASSWORD = HOSTVARS["postgresql_dify_password"]
+
+
+def host_ip() -> str:
+    return helpers.container_ip(HOST)
+
+
+def sh(*cmd: str, check: bool = True) -> str:
+    return helpers.docker("exec", HOST, *cmd, check=check).stdout.strip()
+
+
+def container_env(service: str) -> dict[str, str]:
+    """The environment a service's container was started with (docker inspect)."""
+    out = sh("docker", "inspect", "--format", "{{json .Config.Env}}", f"dify-{service}-1")
+    return dict(item.split("=", 1) for item in json.loads(out))
+
+
+HTTP = r"""
+import json, sys, urllib.request, urllib.error
+url, method, body, headers = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+req = urllib.request.Request(url, data=body.encode() if body else None, method=method, headers=headers)
+try:
+    resp = urllib.request.urlopen(req, timeout=20)
+except urllib.error.HTTPError as err:
+    resp = err
+print(json.dumps({"status": resp.status, "headers": dict(resp.headers.items()),
+                  "body": resp.read().decode(errors="replace")}))
+"""
+
+
+def http(url: str, method: str = "GET", body=None, headers=None) -> dict:
+    """An HTTP request from the host itself (python3 is on every Debian host)."""
+    payload = json.dumps(body) if body is not None else ""
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    out = sh("python3", "-c", HTTP, url, method, payload, json.dumps(hdrs))
+    result = json.loads(out)
+    try:
+        result["json"] = json.loads(result["body"])
+    except ValueError:
+        result["json"] = None
+    return result
+
+
+def api(path: str, **kwargs) -> dict:
+    return http(f"http://{host_ip()}:5001{path}", **kwargs)
+
+
+def superuser(sql: str, db: str = "dify") -> str:
+    return sh("runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-d", db, "-c", sql)
+
+
+def converge(*args: str, check: bool = True):
+    return helpers.molecule_playbook("converge.yml", *args, check=check, timeout=2400)
+
+
+# -- the stack is up and says what it is ------------------------------------------------------
+
+def test_health_playbook_is_green():
+    proc = helpers.ansible_playbook(["-i", helpers.molecule_inventory(),
+                                     str(helpers.ROOT / "playbooks" / "health.yml")], check=False)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    summary = helpers.recap(proc.stdout)
+    assert summary[HOST]["failed"] == 0 and summary[HOST]["changed"] == 0, summary
+
+
+def test_api_health_names_the_double_and_its_release():
+    result = api("/health")
+    assert result["status"] == 200, result
+    assert result["json"]["status"] == "ok" and result["json"]["version"] == "1.13.3", result["json"]
+    headers = {k.lower(): v for k, v in result["headers"].items()}
+    assert headers.get("x-version") == "1.13.3"
+    assert "x-dify-double" in headers, "the double must say it is a double"
+
+
+def test_every_dify_service_runs_and_no_data_service_container_exists():
+    names = sh("docker", "ps", "--format", "{{.Names}}").split()
+    for service in ("api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy"):
+        assert f"dify-{service}-1" in names, names
+    assert not [n for n in names if any(x in n for x in ("redis", "postgres", "pgvector", "weaviate", "nginx", "db"))], names
+
+
+# -- settings as the containers receive them --------------------------------------------------
+
+def test_env_file_and_kept_keys_are_root_only(host):
+    for path in (f"{PROJECT}/.env", f"{PROJECT}/.secrets/keys.json"):
+        f = host.file(path)
+        assert f.user == "root" and f.group == "root" and f.mode == 0o600, path
+    compose = host.file(f"{PROJECT}/compose.yaml").content_string
+    assert DB_PASSWORD not in compose and HOSTVARS["redis_dify_password"] not in compose
+
+
+def test_generated_keys_match_on_both_sides_and_are_kept(host):
+    keys = json.loads(host.file(f"{PROJECT}/.secrets/keys.json").content_string)
+    api_env, daemon, sandbox = container_env("api"), container_env("plugin_daemon"), container_env("sandbox")
+    assert api_env["SECRET_KEY"] == keys["secret_key"] and len(keys["secret_key"]) >= 32
+    assert api_env["CODE_EXECUTION_API_KEY"] == sandbox["API_KEY"] == keys["sandbox_api_key"]
+    assert api_env["PLUGIN_DAEMON_KEY"] == daemon["SERVER_KEY"] == keys["plugin_daemon_key"]
+    assert api_env["INNER_API_KEY_FOR_PLUGIN"] == daemon["DIFY_INNER_API_KEY"] == keys["plugin_inner_api_key"]
+    assert api_env["INIT_PASSWORD"] == keys["init_password"] and len(keys["init_password"]) <= 30
+    assert len(set(keys.values())) == len(keys), "every key is its own"
+    assert container_env("worker")["SECRET_KEY"] == keys["secret_key"]
+
+
+def test_every_url_derives_from_the_domain():
+    env = container_env("api")
+    for name in ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_API_URL", "APP_WEB_URL",
+                 "FILES_URL", "TRIGGER_URL", "CONSOLE_CORS_ALLOW_ORIGINS", "WEB_API_CORS_ALLOW_ORIGINS"):
+        assert env[name] == BASE_URL, (name, env[name])
+    assert env["ENDPOINT_URL_TEMPLATE"] == f"{BASE_URL}/e/{{hook_id}}"
+    page = http(f"http://{host_ip()}:3000/")
+    assert page["status"] == 200 and f"{BASE_URL}/console/api" in page["body"], page["body"][:500]
+
+
+def test_wired_to_the_native_data_services():
+    env = container_env("api")
+    ip = host_ip()
+    assert env["DB_HOST"] == ip and env["REDIS_HOST"] == ip and env["PGVECTOR_HOST"] == ip
+    assert env["S3_ENDPOINT"] == f"http://{ip}:8333" and env["S3_ADDRESS_STYLE"] == "path"
+    assert env["STORAGE_TYPE"] == "s3" and env["VECTOR_STORE"] == "pgvector"
+    assert env["CELERY_BROKER_URL"].startswith("redis://dify:") and env["CELERY_BROKER_URL"].endswith(f"@{ip}:6379/1")
+    daemon = container_env("plugin_daemon")
+    assert daemon["DB_DATABASE"] == "dify_plugin" and daemon["S3_USE_PATH_STYLE"] == "true"
+
+
+def test_pool_sizes_fit_postgresql_max_connections():
+    env = container_env("api")
+    pool, overflow = int(env["SQLALCHEMY_POOL_SIZE"]), int(env["SQLALCHEMY_MAX_OVERFLOW"])
+    vector, workers = int(env["PGVECTOR_MAX_CONNECTION"]), int(env["SERVER_WORKER_AMOUNT"])
+    daemon = int(container_env("plugin_daemon")["DB_MAX_OPEN_CONNS"])
+    needed = (workers + 2) * (pool + overflow) + (workers + 1) * vector + daemon + 1
+    assert int(superuser("SHOW max_connections")) >= needed, needed
+
+
+def test_only_the_one_shot_migration_migrates(host):
+    for service in ("api", "worker", "worker_beat"):
+        assert container_env(service)["MIGRATION_ENABLED"] == "false", service
+    assert host.file(f"{PROJECT}/.state/migrated-version").content_string.strip() == "1.13.3"
+    assert superuser("SELECT count(*) FROM alembic_version") == "1"
+
+
+def test_ports_published_on_the_private_address_only(host):
+    listening = sh("ss", "-Htln")
+    ip = host_ip()
+    for port in (5001, 3000, 5002):
+        assert f"{ip}:{port} " in listening, (port, listening)
+        assert f"0.0.0.0:{port} " not in listening and f"*:{port} " not in listening
+    assert ":5003 " not in listening, "plugin remote debugging must not be published by default"
+    assert ":8194 " not in listening and ":3128 " not in listening
+
+
+# -- the administrator ------------------------------------------------------------------------
+
+def test_admin_exists_and_logs_in():
+    setup = api("/console/api/setup")
+    assert setup["json"]["step"] == "finished", setup
+    login = api("/console/api/login", method="POST",
+                body={"email": ADMIN_EMAIL, "password": base64.b64encode(ADMIN_PASSWORD.encode()).decode(),
+                      "remember_me": False})
+    assert login["status"] == 200, login
+    wrong = api("/console/api/login", method="POST",
+                body={"email": ADMIN_EMAIL, "password": base64.b64encode(b"not-the-password-1").decode(),
+                      "remember_me": False})
+    assert wrong["status"] in (400, 401), wrong
+
+
+# -- the SSRF proxy ------------------------------------------------------------------------
+
+def test_ssrf_proxy_keeps_workflows_off_internal_addresses():
+    """Through the proxy, the host's PostgreSQL and Redis are refused; the sandbox has no
+    other way out (it sits on the internal network only)."""
+    for port in (5432, 6379):
+        out = sh("docker", "exec", "dify-api-1", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                 "-x", "http://ssrf_proxy:3128", f"http://{host_ip()}:{port}/", check=False)
+        assert out == "403", (port, out)
+    direct = helpers.docker("exec", HOST, "docker", "exec", "dify-sandbox-1", "curl", "-s", "-m", "5",
+                            f"http://{host_ip()}:5432/", check=False)
+    assert direct.returncode != 0, "the sandbox reached the host directly"
+    via_reverse = sh("docker", "exec", "dify-api-1", "curl", "-s", "http://ssrf_proxy:8194/health", check=False)
+    assert "ok" in via_reverse, via_reverse
+
+
+# -- changes to the host (last) -------------------------------------------------------------
+
+def test_wrong_db_password_fails_health_naming_it():
+    wrong = "test-only-wrong-Password-42x"
+    proc = converge("-e", f"dify_db_password={wrong}", "-e", "dify_health_timeout=30", "--tags", "dify", check=False)
+    assert proc.returncode != 0
+    assert "DB_PASSWORD" in proc.stdout and "password authentication failed" in proc.stdout, proc.stdout[-5000:]
+    assert wrong not in proc.stdout, "the wrong password was printed"
+    # A normal rerun puts the right password back and reports it.
+    again = converge("--tags", "dify")
+    assert "dify : Write the settings (.env)" in helpers.changed_tasks(again.stdout).get(HOST, []), again.stdout[-3000:]
+    assert api("/health")["json"]["status"] == "ok"
+
+
+def test_hand_edits_are_reverted_and_reported(host):
+    sh("sed", "-i", "s/^LOG_LEVEL=.*/LOG_LEVEL='DEBUG'/", f"{PROJECT}/.env")
+    sh("sed", "-i", "s/http_access deny forward_port internal_dst/# removed by hand/", f"{PROJECT}/ssrf_proxy/squid.conf")
+    proc = converge("--tags", "dify_config")
+    changed = helpers.changed_tasks(proc.stdout).get(HOST, [])
+    assert any("Write the settings" in t for t in changed) and any("SSRF proxy" in t for t in changed), changed
+    assert "LOG_LEVEL='INFO'" in host.file(f"{PROJECT}/.env").content_string
+    converge("--tags", "dify")
+    assert container_env("api")["LOG_LEVEL"] == "INFO"
+
+
+def test_upgrade_to_the_next_release_migrates_and_keeps_data():
+    before = superuser("SELECT version_num FROM alembic_version")
+    proc = converge("-e", "dify_version=1.14.1")
+    changed = helpers.changed_tasks(proc.stdout).get(HOST, [])
+    assert any("Stop api, worker and beat" in t for t in changed), changed
+    assert any("one-shot migration" in t for t in changed), changed
+    health = api("/health")
+    assert health["json"]["version"] == "1.14.1", health
+    assert superuser("SELECT version_num FROM alembic_version") != before
+    assert sh("cat", f"{PROJECT}/.state/migrated-version") == "1.14.1"
+    assert api("/console/api/setup")["json"]["step"] == "finished", "the upgrade lost the setup"
+    again = converge("-e", "dify_version=1.14.1")
+    helpers.assert_no_changes(again.stdout, [HOST])
