@@ -24,6 +24,7 @@ engine:
 
 images: engine
 	@scripts/build-images.sh
+	@scripts/build-dify-double.sh
 
 lab: venv images
 	$(PY) scripts/lab.py up --layout $(LAYOUT) --debian $(DEBIAN)

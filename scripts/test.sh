@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, `make test`, .ci/run). Stages, in order:
-#   env      venv from requirements-dev.txt (cached), Docker engine, test images (cached)
+#   env      venv from requirements-dev.txt (cached), Docker engine, test images and the
+#            contract double's image archive (cached)
 #   lint     yamllint, ansible-lint (production profile), antsibull-changelog lint
 #   sanity   ansible-test sanity on a copy of the collection
 #   pytest   unit tests for plugins/, bad-input tests, every molecule scenario, the lab tests,
@@ -27,6 +28,9 @@ stage_env() {
     STARTED_ENGINE=1
   fi
   scripts/build-images.sh
+  # The contract double's image archive (Dify's images cannot be pulled here), before the
+  # streams that use it start (the dify scenario and the lab).
+  scripts/build-dify-double.sh
 }
 
 stage_lint() {

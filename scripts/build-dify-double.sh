@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Build the Dify contract double images and a real squid image, locally from Debian
+# (no registry is needed), and save them into one archive for test hosts and the lab.
+#
+#   scripts/build-dify-double.sh
+#
+# Images:
+#   selfhost-dify/dify-double:<version>  one per Dify version below; a test double that
+#                                        plays Dify's api/worker/beat/web/sandbox/plugin
+#                                        daemon by MODE (tests/dify_double/README.md). NOT Dify.
+#   selfhost-dify/squid:trixie           Debian's squid, for the ssrf_proxy service.
+# Archive: $SELFHOST_CACHE_DIR/images/dify-double-<hash>.tar (+ .sha256), and the stable
+# symlinks dify-double.tar and dify-double.tar.sha256 pointing at them. The hash covers the double's sources, probes.py
+# and this script: a rerun with the images and the archive present returns at once; with
+# only the archive present (another Docker engine) the images are loaded from it.
+set -euo pipefail
+
+# The Dify versions the double plays (one image each).
+DIFY_VERSIONS=(1.13.3 1.14.1)
+SQUID_TAG="selfhost-dify/squid:trixie"
+BASE_IMAGE="selfhost-dify/debian:13"
+LABEL="selfhost.dify.build-hash"
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$HERE")"
+SRC="$ROOT/tests/dify_double"
+PROBES="$ROOT/plugins/module_utils/probes.py"
+CACHE="${SELFHOST_CACHE_DIR:-$HOME/.cache/selfhost-dify}/images"
+
+say() { echo "build-dify-double: $*"; }
+die() { echo "build-dify-double: $*" >&2; exit 1; }
+
+[ -f "$PROBES" ] || die "$PROBES is missing (the double signs its S3 requests with it)"
+[ -f "$SRC/double.py" ] || die "$SRC/double.py is missing"
+
+# The hash: every source file of the double (not its README), probes.py and this script.
+HASH="$(
+  cd "$ROOT"
+  { find tests/dify_double -type f \( -name '*.py' -o -name 'Dockerfile' -o -name '*.sh' \) \
+      ! -path '*/__pycache__/*' -print; echo plugins/module_utils/probes.py; echo scripts/build-dify-double.sh; } \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12
+)"
+ARCHIVE="$CACHE/dify-double-$HASH.tar"
+LINK="$CACHE/dify-double.tar"
+TAGS=()
+for v in "${DIFY_VERSIONS[@]}"; do TAGS+=("selfhost-dify/dify-double:$v"); done
+TAGS+=("$SQUID_TAG")
+
+mkdir -p "$CACHE"
+# One build at a time (two test streams may ask for the images together).
+exec 9>"$CACHE/.dify-double.lock"
+flock 9
+
+image_current() {  # the image exists and was built from these sources
+  [ "$(docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null)" = "$HASH" ]
+}
+all_current() {
+  local t
+  for t in "${TAGS[@]}"; do image_current "$t" || return 1; done
+}
+build() {  # TAG DOCKER-BUILD-ARGS...: quiet unless it fails; the image it replaces is removed
+  local tag="$1" log old
+  shift
+  log="$(mktemp "$CONTEXT/build.XXXXXX.log")"
+  old="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"
+  docker build --label "$LABEL=$HASH" -t "$tag" "$@" >"$log" 2>&1 || { tail -40 "$log" >&2; die "docker build of $tag failed"; }
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$tag")" ]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
+  fi
+}
+link_archive() {
+  ln -sfn "$(basename "$ARCHIVE")" "$LINK"
+  ln -sfn "$(basename "$ARCHIVE").sha256" "$LINK.sha256"
+  # Archives of older sources are of no further use.
+  find "$CACHE" -maxdepth 1 -name 'dify-double-*.tar*' ! -name "$(basename "$ARCHIVE")*" -delete
+}
+
+if [ -f "$ARCHIVE" ] && [ -f "$ARCHIVE.sha256" ]; then
+  if all_current; then
+    link_archive
+    say "${TAGS[*]} cached ($ARCHIVE)"
+    exit 0
+  fi
+  say "loading the images from $ARCHIVE"
+  (cd "$CACHE" && sha256sum --quiet -c "$(basename "$ARCHIVE").sha256") || die "$ARCHIVE is damaged: remove it and rerun"
+  docker load -i "$ARCHIVE" >/dev/null
+  all_current || die "$ARCHIVE does not hold the images of build $HASH"
+  link_archive
+  say "${TAGS[*]} loaded"
+  exit 0
+fi
+
+docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE is missing: run scripts/build-images.sh trixie"
+
+CONTEXT="$(mktemp -d /tmp/selfhost-dify-double.XXXXXX)"
+trap 'rm -rf "$CONTEXT"' EXIT
+cp "$SRC/double.py" "$SRC/Dockerfile" "$PROBES" "$CONTEXT/"
+mkdir -p "$CONTEXT/squid"
+cp "$SRC/squid/Dockerfile" "$SRC/squid/squid-entrypoint.sh" "$CONTEXT/squid/"
+
+# The versions in order: the first build makes the shared layers, the others reuse them.
+for v in "${DIFY_VERSIONS[@]}"; do
+  image_current "selfhost-dify/dify-double:$v" && { say "selfhost-dify/dify-double:$v cached"; continue; }
+  say "building selfhost-dify/dify-double:$v"
+  build "selfhost-dify/dify-double:$v" --build-arg "DOUBLE_PLAYS_VERSION=$v" "$CONTEXT"
+done
+if image_current "$SQUID_TAG"; then
+  say "$SQUID_TAG cached"
+else
+  say "building $SQUID_TAG"
+  build "$SQUID_TAG" "$CONTEXT/squid"
+fi
+say "squid in $SQUID_TAG: $(docker run --rm --entrypoint squid "$SQUID_TAG" -v | head -n 1)"
+
+say "saving ${TAGS[*]} into $ARCHIVE"
+docker save -o "$ARCHIVE.part" "${TAGS[@]}"
+mv "$ARCHIVE.part" "$ARCHIVE"
+(cd "$CACHE" && sha256sum "$(basename "$ARCHIVE")" >"$(basename "$ARCHIVE").sha256")
+link_archive
+say "built $(du -h "$ARCHIVE" | cut -f1) $ARCHIVE"
