@@ -232,4 +232,3 @@ def test_valid_input_passes_the_preflight(server, tmp_path, more):
     assert before == helpers.fingerprint(server)
     for secret in (*SECRETS, *(v for k, v in more.items() if k in ("dify_init_password", "dify_secret_key"))):
         assert secret not in proc.stdout
-
