@@ -36,7 +36,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
+import hashlib
 import json
+import lzma
 import os
 import re
 import shutil
@@ -44,6 +46,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -478,6 +481,40 @@ def dify_image_vars() -> str:
     )
 
 
+# Debian 12's docker-compose is Compose v1: the docker role then installs a Compose v2 plugin
+# from a file on the controller (docker_compose_artifact_path). The lab takes the one Debian 13
+# packages, from Debian's archive, checked against the archive's Packages index.
+DEBIAN_ARCHIVE = os.environ.get("SELFHOST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+COMPOSE_IN_DEB = "usr/libexec/docker/cli-plugins/docker-compose"
+
+
+def compose_plugin_vars(debian: str) -> str:
+    if debian != "12":
+        return ""
+    index_url = f"{DEBIAN_ARCHIVE}/dists/trixie/main/binary-amd64/Packages.xz"
+    with urllib.request.urlopen(index_url, timeout=60) as response:
+        index = lzma.decompress(response.read()).decode()
+    fields = next((dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
+                   for stanza in index.split("\n\n") if "\nPackage: docker-compose\n" in "\n" + stanza + "\n"), None)
+    if fields is None:
+        raise LabError(f"docker-compose is not in {index_url}")
+    deb = artifacts_dir() / Path(fields["Filename"]).name
+    unpacked = deb.with_suffix("")
+    if not (unpacked / COMPOSE_IN_DEB).exists():
+        deb.parent.mkdir(parents=True, exist_ok=True)
+        log(f"fetching {fields['Filename']} (Compose v2 for Debian 12 hosts)")
+        with urllib.request.urlopen(f"{DEBIAN_ARCHIVE}/{fields['Filename']}", timeout=300) as response:
+            data = response.read()
+        if hashlib.sha256(data).hexdigest() != fields["SHA256"]:
+            raise LabError(f"{fields['Filename']}: sha256 differs from the Packages index")
+        deb.write_bytes(data)
+        sh(["dpkg-deb", "-x", str(deb), str(unpacked)])
+    plugin = unpacked / COMPOSE_IN_DEB
+    digest = hashlib.sha256(plugin.read_bytes()).hexdigest()
+    return (f"docker_compose_artifact_path: {json.dumps(str(plugin))}\n"
+            f"docker_compose_artifact_sha256: {digest}\n")
+
+
 def apply_container_quirks(lab: Lab, host: str) -> None:
     docker("exec", "-i", lab.container(host), "sh", "-s", input=CONTAINER_QUIRKS)
 
@@ -614,7 +651,7 @@ def cmd_up(args) -> int:
                                         for f in facts.values()), 0o600)
     write_file(lab.ssh_config, render_ssh_config(lab, facts), 0o600)
     write_file(lab.hosts_file, render_hosts(lab, args.layout, args.debian, facts, marker))
-    write_file(lab.generated_vars, render_generated_vars(pubkey, dify_image_vars()))
+    write_file(lab.generated_vars, render_generated_vars(pubkey, dify_image_vars() + compose_plugin_vars(args.debian)))
     if lab.name != DEFAULT_NAME:
         # A named lab's inventory lives outside the checkout: link the static lab settings.
         static = lab.path("group_vars", "all", "main.yml")
