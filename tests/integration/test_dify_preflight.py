@@ -120,7 +120,7 @@ CASES = {
     ),
     "missing domain": (
         {"selfhost_domain": UNSET},
-        ["selfhost_domain: ", "is not a fully qualified domain name"],
+        ["selfhost_domain: is missing"],
     ),
     "domain that is an IP": (
         {"selfhost_domain": "192.0.2.10"},
