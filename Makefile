@@ -5,11 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LAYOUT ?= single
 DEBIAN ?= 13
+# Upstream Dify source snapshots (dify-<release>-<commit>.tar.gz), from which the api image is
+# built where no registry serves Dify's images; a checkout next to ../shared/upstream uses it.
+DIFY_SOURCE_DIR ?= $(or $(SELFHOST_DIFY_SOURCE_DIR),$(wildcard $(CURDIR)/../shared/upstream))
+export SELFHOST_DIFY_SOURCE_DIR := $(if $(DIFY_SOURCE_DIR),$(abspath $(DIFY_SOURCE_DIR)),)
 
 .PHONY: help venv engine images lab lab-converge lab-destroy test lint sanity unit molecule lock bench-postgresql bench-sse
 
 help:
-	@echo "make lab            bring up the lab (LAYOUT=single|three, DEBIAN=13|12) and converge site.yml"
+	@echo "make lab            bring up the lab (LAYOUT=single|three, DEBIAN=13|12, DIFY_SOURCE_DIR=dir of Dify source tarballs) and converge site.yml"
 	@echo "make lab-destroy    remove the lab containers, network and volumes"
 	@echo "make test           run every test (what CI runs)"
 	@echo "make lint | sanity | unit | molecule SCENARIO=base"

@@ -5,18 +5,25 @@
 #   scripts/build-dify-double.sh
 #
 # Images:
-#   selfhost-dify/dify-double:<version>  one per Dify version below; a test double that
-#                                        plays Dify's api/worker/beat/web/sandbox/plugin
-#                                        daemon by MODE (tests/dify_double/README.md). NOT Dify.
+#   selfhost-dify/dify-double:<version>  one per Dify version below; a test double, NOT Dify,
+#                                        that plays by MODE only what cannot be built here:
+#                                        the plugin daemon, and, until their own images are
+#                                        built from upstream, the web and the sandbox
+#                                        (tests/dify_double/README.md). Dify's api, worker,
+#                                        beat and migrations run Dify's real image, built from
+#                                        upstream source by scripts/build-dify-api.sh.
 #   selfhost-dify/squid:trixie           Debian's squid, for the ssrf_proxy service.
 # Archive: $SELFHOST_CACHE_DIR/images/dify-double-<hash>.tar (+ .sha256), and the stable
-# symlinks dify-double.tar and dify-double.tar.sha256 pointing at them. The hash covers the double's sources, probes.py
-# and this script: a rerun with the images and the archive present returns at once; with
-# only the archive present (another Docker engine) the images are loaded from it.
+# symlinks dify-double.tar and dify-double.tar.sha256 pointing at them. The hash covers the
+# double's sources, probes.py and this script: a rerun with the images and the archive
+# present returns at once; with only the archive present (another Docker engine) the images
+# are loaded from it.
 set -euo pipefail
 
-# The Dify versions the double plays (one image each).
-DIFY_VERSIONS=(1.13.3 1.14.1)
+# The Dify versions the double plays (one image each; they differ only in their last layer,
+# the played version, which the plugin daemon's health answer reports as upstream's daemon
+# release of that Dify version).
+DIFY_VERSIONS=(1.13.0 1.11.1)
 SQUID_TAG="selfhost-dify/squid:trixie"
 BASE_IMAGE="selfhost-dify/debian:13"
 LABEL="selfhost.dify.build-hash"
@@ -110,6 +117,10 @@ else
   say "building $SQUID_TAG"
   build "$SQUID_TAG" "$CONTEXT/squid"
 fi
+for v in "${DIFY_VERSIONS[@]}"; do  # each image reports the version it plays
+  played="$(docker run --rm "selfhost-dify/dify-double:$v" version)"
+  [ "$played" = "$v" ] || die "selfhost-dify/dify-double:$v reports that it plays $played"
+done
 say "squid in $SQUID_TAG: $(docker run --rm --entrypoint squid "$SQUID_TAG" -v | head -n 1)"
 
 say "saving ${TAGS[*]} into $ARCHIVE"

@@ -76,9 +76,12 @@ LABEL_DEBIAN = "selfhost.lab.debian"
 LABEL_HOST = "selfhost.lab.host"
 LABEL_INVENTORY = "selfhost.lab.inventory"
 
-# The flags a systemd container needs without --privileged (see tests/helpers.py).
+# The flags a systemd container needs without --privileged (see tests/helpers.py). SYS_PTRACE:
+# the nested Docker's runc opens /proc/<pid>/ns/* of a container whose process is not root
+# (Dify's api runs as uid 1001) for `docker exec` and compose healthchecks; without it that
+# fails with "setns process: exit status 1". A real server's root has the capability.
 SYSTEMD_RUN_FLAGS = [
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
     "--security-opt", "seccomp=unconfined",
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
     "--tmpfs", "/run", "--tmpfs", "/run/lock",
@@ -438,8 +441,11 @@ def fetch_artifacts() -> None:
                 "--only-binary=:all:", "-d", str(target)], timeout=600)
 
 
-# Dify's images: the lab uses them when their registry answers, else the contract double.
+# Dify's images: the lab pulls them when their registry answers. Where none does, it builds Dify's
+# api image (api, worker, beat, migrations) from upstream's source tarball, and runs the contract
+# double only for what cannot be built here: the plugin daemon, and the web and the sandbox.
 DIFY_REGISTRY = ("registry-1.docker.io", 443)
+DOUBLE_SERVICES = ("web", "sandbox", "plugin_daemon")
 
 
 def registry_reachable(timeout: float = 3.0) -> bool:
@@ -455,28 +461,63 @@ def images_dir() -> Path:
     return artifacts_dir().parent / "images"
 
 
+def dify_version() -> str:
+    """The release the lab runs: the dify role's default."""
+    text = (ROOT / "roles" / "dify" / "defaults" / "main.yml").read_text()
+    m = re.search(r'^dify_version: "?([^"\s]+)"?', text, re.MULTILINE)
+    if not m:
+        raise LabError("roles/dify/defaults/main.yml sets no dify_version")
+    return m.group(1)
+
+
+def dify_source_tarball(version: str) -> Path:
+    """Upstream's source tarball of `version`, from SELFHOST_DIFY_SOURCE_DIR (the Makefile sets it)."""
+    where = os.environ.get("SELFHOST_DIFY_SOURCE_DIR", "")
+    found = sorted(Path(where).glob(f"dify-{version}-*.tar.gz")) if where else []
+    if not found:
+        raise LabError(
+            f"no registry is reachable and no source of Dify {version} was given: set SELFHOST_DIFY_SOURCE_DIR "
+            f"to a directory holding dify-{version}-<commit>.tar.gz (a snapshot of langgenius/dify with api/ and "
+            f"docker/), e.g. `make lab DIFY_SOURCE_DIR=/path/to/dir`")
+    return found[-1]
+
+
+def archive_entry(name: str) -> str:
+    archive = images_dir() / name
+    sha256 = (images_dir() / f"{name}.sha256").read_text().split()[0]
+    return f"  - path: {json.dumps(str(archive.resolve()))}\n    sha256: {sha256}\n"
+
+
+# What runs as Dify in the lab, for the banner at the end of `up`.
+DIFY_SUMMARY: list[str] = []
+
+
 def dify_image_vars() -> str:
-    """The dify role's image settings for the lab, and a loud line saying which images run:
-    Dify's own from the registry where it is reachable, else the contract double (built
-    locally by scripts/build-dify-double.sh and loaded through the image archive path)."""
-    if os.environ.get("SELFHOST_LAB_DIFY_IMAGES", "auto") != "double" and registry_reachable():
+    """The dify role's image settings for the lab, and a loud line saying which services run what."""
+    if os.environ.get("SELFHOST_LAB_DIFY_IMAGES", "auto") != "build" and registry_reachable():
         say("DIFY IMAGES: Docker Hub is reachable; the lab runs Dify's own images (langgenius/dify-*).")
-        return "dify_contract_double: false\ndify_image_source: registry\n"
+        DIFY_SUMMARY[:] = ["Dify: every service runs Dify's own images (langgenius/dify-*)"]
+        return "dify_contract_double_services: []\ndify_image_source: registry\n"
+    version = dify_version()
+    tarball = dify_source_tarball(version)
+    sh([str(ROOT / "scripts" / "build-dify-api.sh"), str(tarball)], timeout=3600)
     sh([str(ROOT / "scripts" / "build-dify-double.sh")], timeout=1800)
-    archive = images_dir() / "dify-double.tar"
-    sha256 = (images_dir() / "dify-double.tar.sha256").read_text().split()[0]
-    say("DIFY IMAGES: no registry is reachable from here. THE LAB RUNS THE CONTRACT DOUBLE, NOT DIFY:")
-    say("  a locally built stand-in that honours Dify's deployment contract (tests/dify_double),")
-    say("  against the real PostgreSQL, Redis and SeaweedFS. It runs no LLM apps.")
+    say(f"DIFY IMAGES: no registry is reachable from here. REAL DIFY {version}: api, worker, beat and the")
+    say(f"  migration run langgenius/dify-api:{version}, built here from upstream's source ({tarball.name}).")
+    say(f"  THE CONTRACT DOUBLE, NOT DIFY, plays {', '.join(DOUBLE_SERVICES)} (tests/dify_double): they cannot")
+    say("  be built here. The SSRF proxy is a real squid from Debian.")
+    DIFY_SUMMARY[:] = [f"Dify {version}: REAL api, worker, beat, migration (built from {tarball.name});",
+                       f"  CONTRACT DOUBLE (not Dify): {', '.join(DOUBLE_SERVICES)}; SSRF proxy: real squid"]
     return (
-        "# No registry was reachable when the lab came up: the contract double (NOT Dify) runs,\n"
-        "# from the archive scripts/build-dify-double.sh built, with a real squid as SSRF proxy.\n"
-        "dify_contract_double: true\n"
+        f"# No registry was reachable when the lab came up: Dify's api image, built from {tarball.name},\n"
+        f"# runs api, worker, beat and the migration; the contract double (NOT Dify) plays\n"
+        f"# {', '.join(DOUBLE_SERVICES)}; the SSRF proxy is a real squid from Debian.\n"
+        f"dify_contract_double_services: [{', '.join(DOUBLE_SERVICES)}]\n"
         "dify_image_source: archive\n"
         "dify_image_archives:\n"
-        f"  - path: {json.dumps(str(archive.resolve()))}\n"
-        f"    sha256: {sha256}\n"
-        "dify_images:\n"
+        + archive_entry(f"dify-api-{version}.tar")
+        + archive_entry("dify-double.tar")
+        + "dify_images:\n"
         "  ssrf_proxy: selfhost-dify/squid:trixie\n"
     )
 
@@ -706,6 +747,8 @@ def print_access(lab: Lab, layout: str, debian: str, facts: dict[str, dict]) -> 
         if "lab_http_port" in f:
             say(f"         http://127.0.0.1:{f['lab_http_port']}/  https://127.0.0.1:{f['lab_https_port']}/")
     say(f"  or: ssh -F {rel(lab.ssh_config)} <host>")
+    for line in DIFY_SUMMARY:
+        say(line)
     say("Converge again: make lab-converge   Remove: make lab-destroy")
 
 

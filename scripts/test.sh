@@ -13,6 +13,12 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 CACHE="${SELFHOST_CACHE_DIR:-${HOME}/.cache/selfhost-dify}"
 export SELFHOST_CACHE_DIR="$CACHE"
+# Dify's source snapshots for the api image (the Makefile passes them; a checkout next to
+# ../shared/upstream finds them there when run directly).
+if [ -z "${SELFHOST_DIFY_SOURCE_DIR:-}" ] && [ -d "$ROOT/../shared/upstream" ]; then
+  SELFHOST_DIFY_SOURCE_DIR="$(cd "$ROOT/../shared/upstream" && pwd)"
+fi
+export SELFHOST_DIFY_SOURCE_DIR="${SELFHOST_DIFY_SOURCE_DIR:-}"
 export PATH="$ROOT/.venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1
 STAGE="${1:-all}"; shift || true
@@ -28,8 +34,15 @@ stage_env() {
     STARTED_ENGINE=1
   fi
   scripts/build-images.sh
-  # The contract double's image archive (Dify's images cannot be pulled here), before the
-  # streams that use it start (the dify scenario and the lab).
+  # Dify's api image from upstream's source, one per release the tests run (the lab and the
+  # dify scenario: 1.13.0, and 1.11.1 for the upgrade), and the contract double's image archive
+  # (the plugin daemon, web and sandbox), before the streams that use them start.
+  if [ -n "${SELFHOST_DIFY_SOURCE_DIR:-}" ]; then
+    scripts/build-dify-api.sh "$SELFHOST_DIFY_SOURCE_DIR"/dify-[0-9]*.tar.gz
+  else
+    echo "test.sh: SELFHOST_DIFY_SOURCE_DIR is not set: Dify's api image cannot be built (the lab and" >&2
+    echo "         the dify scenario need it); set it to a directory of Dify source tarballs" >&2
+  fi
   scripts/build-dify-double.sh
 }
 

@@ -340,3 +340,36 @@ def assert_check_mode_clean(playbook: str = "converge.yml", hosts=None) -> dict[
     host: a converged host has nothing left to do, and check mode works on it."""
     proc = molecule_playbook(playbook, "--check", "--diff")
     return assert_no_changes(proc.stdout, hosts)
+
+
+# -- real Dify, as its administrator and its worker see it (molecule's dify scenario, the lab) ---
+# `on_host` is the command prefix that runs a program on a Dify host with stdin attached:
+# ["docker", "exec", "-i", CONTAINER] for a molecule host, ["ssh", ..., HOST, "sudo"] for the lab.
+
+def _last_json(proc) -> dict:
+    lines = [line for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    if not lines:
+        raise AssertionError(f"no JSON answer (rc {proc.returncode}):\n{proc.stdout[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def dify_console(on_host: list[str], api_url: str, command: str, **arguments) -> dict:
+    """Run tests/dify_console.py on the host against Dify's api (login, seed, check)."""
+    proc = run([*on_host, "python3", "-", api_url, command, json.dumps(arguments)],
+               input=(ROOT / "tests" / "dify_console.py").read_text(), check=False, timeout=300)
+    return _last_json(proc)
+
+
+def dify_worker_probe(on_host: list[str], project: str = "/opt/dify") -> dict:
+    """Run tests/dify_celery_probe.py in a one-off container of the api image with the project's
+    environment: {queue: {"ok": ...}} for every queue the worker is told to consume."""
+    proc = run([*on_host, "docker", "compose", "--project-directory", project, "run", "--rm", "-T",
+                "--no-deps", "--entrypoint", "python", "worker", "-"],
+               input=(ROOT / "tests" / "dify_celery_probe.py").read_text(), check=False, timeout=600)
+    return _last_json(proc)
+
+
+def dify_flask(on_host: list[str], *args: str, project: str = "/opt/dify") -> str:
+    """`flask <args>` in a one-off container of the api image (upstream's job mode)."""
+    return run([*on_host, "docker", "compose", "--project-directory", project, "run", "--rm", "-T", "--no-deps",
+                "-e", "MODE=job", "-e", "MIGRATION_ENABLED=false", "worker", *args], timeout=300).stdout

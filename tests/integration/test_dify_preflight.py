@@ -44,8 +44,9 @@ SECRETS = tuple(v for k, v in VALID.items() if k not in ("selfhost_domain", "dif
 SHORT = "Sh0rt-but-r4nd"
 NO_DIGIT = "Correct-Horse-Battery-Staple"
 QUOTED = "test-only-redis-'quoted'-5e7d1c"
+SPACED = "test-only-pg with-a-space-9d4e"
 LONG_INIT = "test-only-init-7c1e9a3f5b2d8e4f6a0b"
-HIDDEN = (*SECRETS, SHORT, NO_DIGIT, QUOTED, LONG_INIT)
+HIDDEN = (*SECRETS, SHORT, NO_DIGIT, QUOTED, SPACED, LONG_INIT)
 SHA256 = "0" * 64
 
 
@@ -159,6 +160,18 @@ CASES = {
         {"redis_dify_password": QUOTED},
         ["dify_redis_password (redis_dify_password): may not contain a single quote or a line break"],
     ),
+    "database password with a space (the plugin daemon's libpq string cannot carry it)": (
+        {"postgresql_dify_password": SPACED},
+        ["dify_db_password (postgresql_dify_password): may not contain a space, a quote or a backslash"],
+    ),
+    "database password with a backslash": (
+        {"postgresql_dify_password": "test-only-pg-back\\slash-3c8e"},
+        ["dify_db_password (postgresql_dify_password): may not contain a space, a quote or a backslash"],
+    ),
+    "the contract double playing Dify's api": (
+        {"dify_contract_double_services": ["api"]},
+        ["dify_contract_double_services", "api"],
+    ),
     "init password over 30 characters": (
         {"dify_init_password": LONG_INIT},
         ["dify_init_password: Dify accepts at most 30 characters"],
@@ -219,6 +232,9 @@ VALID_MORE = {
     "dify_init_password": "test-only-init-4b7e2c9a1f",
     "dify_secret_key": "test-only-secret-key-0c5d8b3e7a",
     "dify_plugin_debugging_address": "10.8.0.1",
+    # URL characters in the database and Redis passwords: Dify and this role quote them.
+    "postgresql_dify_password": "test-only-pg@:/%#?&+5b8e1d7c",
+    "redis_dify_password": "test-only-redis@:/%#?&+c4a91f",
 }
 
 

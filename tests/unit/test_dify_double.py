@@ -3,18 +3,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The Dify contract double's own logic (tests/dify_double/double.py), without its image.
 
-The parts that need PostgreSQL, Redis or S3 need those services (tests/dify_double/README.md
-shows how to run the image against them); here: the pure helpers (session cookies, tokens,
-the mode, error classification, migration plans) and the HTTP behaviour of the parts that
-need no backend, served on 127.0.0.1."""
+The double plays only the plugin daemon, the web and the sandbox (Dify's api, worker, beat
+and migrations run Dify's real image built from upstream source). The daemon's checks of
+PostgreSQL, Redis and S3 need those services (tests/dify_double/README.md shows how to run
+the image against them); here: the mode and version, error classification, the daemon's
+checks that need no backend, and the HTTP behaviour of the three parts, served on 127.0.0.1."""
 
 from __future__ import annotations
 
 import http.client
 import importlib.util
 import json
+import re
+import socket
 import threading
-import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -35,13 +37,12 @@ double = _load()
 
 # -- mode and version ---------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, env, expected", [
-    ([], {}, ("run", "api")),
-    ([], {"MODE": "worker"}, ("run", "worker")),
-    (["beat"], {"MODE": "api"}, ("run", "beat")),
-    (["worker_beat"], {}, ("run", "beat")),
-    (["plugin_daemon"], {}, ("run", "plugin_daemon")),
-    (["healthcheck", "sandbox"], {"MODE": "api"}, ("healthcheck", "sandbox")),
-    (["version"], {}, ("version", "api")),
+    ([], {"MODE": "plugin_daemon"}, ("run", "plugin_daemon")),
+    (["web"], {"MODE": "sandbox"}, ("run", "web")),
+    (["plugin-daemon"], {}, ("run", "plugin_daemon")),
+    (["daemon"], {}, ("run", "plugin_daemon")),
+    (["healthcheck", "sandbox"], {"MODE": "web"}, ("healthcheck", "sandbox")),
+    (["version"], {}, ("version", None)),
 ])
 def test_mode_comes_from_the_first_argument_then_mode(argv, env, expected):
     command, mode, dummy = double.parse_mode(argv, env)
@@ -49,99 +50,66 @@ def test_mode_comes_from_the_first_argument_then_mode(argv, env, expected):
 
 
 def test_healthcheck_without_a_mode_checks_the_running_mode():
-    assert double.parse_mode(["healthcheck"], {"MODE": "api"}, recorded="worker")[1] == "worker"
+    assert double.parse_mode(["healthcheck"], {"MODE": "web"}, recorded="plugin_daemon")[1] == "plugin_daemon"
     assert double.parse_mode(["healthcheck"], {"MODE": "web"}, recorded=None)[1] == "web"
 
 
-def test_an_unknown_mode_is_refused():
+def test_an_unknown_mode_or_no_mode_is_refused():
     with pytest.raises(ValueError, match="unknown mode 'nginx'"):
         double.parse_mode(["nginx"], {})
+    with pytest.raises(ValueError, match="no mode"):
+        double.parse_mode([], {})
+
+
+@pytest.mark.parametrize("mode", ["api", "worker", "beat", "worker_beat", "migration", "job"])
+def test_the_api_image_modes_are_left_to_dify_s_real_image(mode):
+    with pytest.raises(ValueError, match="Dify's real api image built from upstream source"):
+        double.parse_mode([mode], {})
+    with pytest.raises(ValueError, match="not played by this double"):
+        double.parse_mode([], {"MODE": mode})
+
+
+def test_main_refuses_a_mode_of_the_api_image_with_exit_2(capsys):
+    assert double.main(["api"], {}) == 2
+    assert "Dify's real api image" in capsys.readouterr().err
+
+
+def test_version_needs_no_mode(capsys):
+    assert double.main(["version"], {"DOUBLE_PLAYS_VERSION": "1.11.1"}) == 0
+    assert capsys.readouterr().out.strip() == "1.11.1"
 
 
 def test_played_version_from_the_environment_then_the_baked_file(tmp_path):
     baked = tmp_path / "plays"
-    baked.write_text("1.14.1\n")
-    assert double.plays_version({"DOUBLE_PLAYS_VERSION": "1.13.3"}, str(baked)) == "1.13.3"
-    assert double.plays_version({}, str(baked)) == "1.14.1"
+    baked.write_text("1.11.1\n")
+    assert double.plays_version({"DOUBLE_PLAYS_VERSION": "1.13.0"}, str(baked)) == "1.13.0"
+    assert double.plays_version({}, str(baked)) == "1.11.1"
     assert double.plays_version({}, str(tmp_path / "missing")) == double.DEFAULT_PLAYS
 
 
-def test_every_played_release_has_its_revisions_and_1_14_adds_one():
-    for version, entry in double.RELEASES.items():
-        assert entry["revisions"], version
-        assert all(rev in double.SCHEMA for rev in entry["revisions"]), version
-    old, new = double.RELEASES["1.13.3"]["revisions"], double.RELEASES["1.14.1"]["revisions"]
-    assert new[:len(old)] == old and len(new) == len(old) + 1
+def test_the_played_releases_are_the_ones_the_build_script_builds():
+    script = (ROOT / "scripts" / "build-dify-double.sh").read_text()
+    built = re.search(r"^DIFY_VERSIONS=\(([^)]*)\)", script, re.M).group(1).split()
+    assert sorted(built) == sorted(double.RELEASES)
+    assert double.DEFAULT_PLAYS in double.RELEASES
 
 
-# -- migrations ---------------------------------------------------------------------------------
-def test_migration_plan_from_an_empty_database_applies_every_revision():
-    assert double.migration_plan(None, "1.14.1") == ["double_0001", "double_0002"]
+def test_each_release_reports_upstream_s_companion_versions():
+    # upstream's docker/docker-compose.yaml of each release
+    assert double.RELEASES["1.13.0"] == {"plugin_daemon": "0.5.3-local", "sandbox": "0.2.12"}
+    assert double.RELEASES["1.11.1"] == {"plugin_daemon": "0.5.2-local", "sandbox": "0.2.12"}
+    assert double.release("9.9.9") == double.RELEASES["1.13.0"]  # unknown: the newest known
 
 
-def test_migration_plan_of_an_upgrade_applies_only_the_new_revision():
-    assert double.migration_plan("double_0001", "1.14.1") == ["double_0002"]
-    assert double.migration_plan("double_0002", "1.14.1") == []
-
-
-def test_migration_plan_refuses_a_database_of_a_newer_release():
-    with pytest.raises(ValueError, match="Can't locate revision identified by 'double_0002'"):
-        double.migration_plan("double_0002", "1.13.3")
-
-
-# -- session cookie and tokens ------------------------------------------------------------------
-def test_session_cookie_round_trip_and_shape():
-    cookie = double.sign_session({"is_init_validated": True}, "k1")
-    assert cookie.count(".") == 2
-    assert double.load_session(cookie, "k1") == {"is_init_validated": True}
-
-
-def test_session_cookie_is_compressed_when_that_is_shorter():
-    data = {"is_init_validated": True, "padding": "x" * 400}
-    cookie = double.sign_session(data, "k1")
-    assert cookie.startswith(".")
-    assert double.load_session(cookie, "k1") == data
-
-
-def test_session_cookie_signed_with_another_key_or_tampered_is_empty():
-    cookie = double.sign_session({"is_init_validated": True}, "k1")
-    assert double.load_session(cookie, "k2") == {}
-    body, stamp, signature = cookie.split(".")
-    forged = double.b64url(json.dumps({"is_init_validated": True, "x": 1}).encode())
-    assert double.load_session("%s.%s.%s" % (forged, stamp, signature), "k1") == {}
-    assert double.load_session("garbage", "k1") == {}
-    assert double.load_session(None, "k1") == {}
-
-
-def test_session_cookie_expires():
-    cookie = double.sign_session({"a": 1}, "k", now=1000)
-    assert double.load_session(cookie, "k", max_age=60, now=1050) == {"a": 1}
-    assert double.load_session(cookie, "k", max_age=60, now=1100) == {}
-
-
-def test_jwt_round_trip_expiry_and_key():
-    token = double.jwt_encode({"user_id": "u", "exp": time.time() + 60}, "secret")
-    assert double.jwt_decode(token, "secret")["user_id"] == "u"
-    assert double.jwt_decode(token, "other") is None
-    expired = double.jwt_encode({"user_id": "u", "exp": time.time() - 1}, "secret")
-    assert double.jwt_decode(expired, "secret") is None
-    assert double.jwt_decode("a.b", "secret") is None
-
-
-def test_password_rule_and_hash():
-    assert double.valid_password("Passw0rdx")
-    assert not double.valid_password("short1a")
-    assert not double.valid_password("onlyletters")
-    assert not double.valid_password("123456789")
-    salt = b"0123456789abcdef"
-    assert double.hash_password("Passw0rdx", salt) == double.hash_password("Passw0rdx", salt)
-    assert double.hash_password("Passw0rdx", salt) != double.hash_password("Passw0rdy", salt)
-
-
-def test_email_rule():
-    assert double.valid_email("admin@example.com")
-    assert not double.valid_email("admin")
-    assert not double.valid_email(None)
+def test_the_start_line_names_the_part_and_the_real_services(monkeypatch):
+    lines = []
+    monkeypatch.setattr(double, "log", lambda mode, message: lines.append(message))
+    monkeypatch.setattr(double, "serve", lambda app, port, stop: None)
+    monkeypatch.setattr(double, "recorded_mode", lambda: None)
+    monkeypatch.setattr(double.signal, "signal", lambda *args: None)  # keep pytest's own handlers
+    assert double.main(["sandbox"], {"DOUBLE_PLAYS_VERSION": "1.11.1", "DOUBLE_MODE_FILE": "/nonexistent/x"}) == 0
+    assert "Dify 1.11.1's sandbox (dify-sandbox 0.2.12), played by a test double (not Dify)" in lines[0]
+    assert "api, worker, beat and migrations run Dify's real image built from upstream source" in lines[1]
 
 
 # -- naming the variable to fix -----------------------------------------------------------------
@@ -158,16 +126,10 @@ def test_postgresql_errors_name_the_variable(text, variable):
     assert double.pg_error_variable(text, double.DB_NAMES) == variable
 
 
-def test_postgresql_errors_of_pgvector_name_pgvector_variables():
-    text = 'FATAL:  password authentication failed for user "dify"'
-    assert double.pg_error_variable(text, double.PGVECTOR_NAMES) == "PGVECTOR_PASSWORD"
-
-
 def test_pg_reason_quotes_the_server():
     text = 'connection to server at "db" (10.0.0.2), port 5432 failed: FATAL:  password authentication failed for user "dify"\n'
     assert double.pg_reason(text) == 'password authentication failed for user "dify"'
-    assert double.pg_reason('permission denied to create extension "vector"\nHINT:  Must be superuser.') == \
-        'permission denied to create extension "vector"'
+    assert double.pg_reason("ERROR:  permission denied to create database\n") == "permission denied to create database"
 
 
 @pytest.mark.parametrize("text, variable", [
@@ -183,36 +145,6 @@ def test_redis_errors_name_the_variable(text, variable):
     assert double.redis_error_variable(text) == variable
 
 
-def test_broker_errors_name_the_broker_url():
-    assert double.redis_error_variable("invalid username-password pair", "CELERY_BROKER_URL") == "CELERY_BROKER_URL"
-
-
-def test_urls_are_shown_without_their_password():
-    assert double.redact_url("redis://dify:s3cret@redis:6379/1") == "redis://dify:********@redis:6379/1"
-    assert double.redact_url("redis://:s3cret@redis:6379/1") == "redis://:********@redis:6379/1"
-    assert double.redact_url("http://ssrf_proxy:3128") == "http://ssrf_proxy:3128"
-
-
-def test_broker_url_settings():
-    assert double.redis_url_settings("redis://dify:p%40ss@redis:6380/1") == ("redis", 6380, 1, "dify", "p@ss", False)
-    assert double.redis_url_settings("rediss://:pw@redis/0")[4:] == ("pw", True)
-    with pytest.raises(ValueError):
-        double.redis_url_settings("amqp://guest@rabbit//")
-
-
-@pytest.mark.parametrize("style, endpoint, bucket, path_style", [
-    ("path", "https://s3.example.com", "dify", True),
-    ("virtual", "http://10.0.0.5:9000", "dify", False),
-    ("auto", "http://10.0.0.5:9000", "dify", True),
-    ("auto", "http://localhost:9000", "dify", True),
-    ("auto", "https://s3.example.com", "dify", False),
-    ("auto", "https://s3.example.com", "Not_DNS", True),
-    ("", "https://s3.example.com", "dify", False),
-])
-def test_s3_address_style(style, endpoint, bucket, path_style):
-    assert double.s3_path_style(style, endpoint, bucket) is path_style
-
-
 def test_web_prefixes_follow_the_console_and_app_urls():
     env = {"CONSOLE_API_URL": "https://dify.example.com/", "APP_API_URL": "https://app.example.com"}
     assert double.web_prefixes(env) == {"NEXT_PUBLIC_API_PREFIX": "https://dify.example.com/console/api",
@@ -220,39 +152,11 @@ def test_web_prefixes_follow_the_console_and_app_urls():
     assert double.web_prefixes({}) == {"NEXT_PUBLIC_API_PREFIX": "/console/api", "NEXT_PUBLIC_PUBLIC_API_PREFIX": "/api"}
 
 
-def test_cookie_names_get_the_host_prefix_only_over_https_without_a_domain():
-    https = {"CONSOLE_API_URL": "https://d.example", "CONSOLE_WEB_URL": "https://d.example"}
-    names, secure = double.cookie_names(https)
-    assert secure and names["csrf_token"] == "__Host-csrf_token"
-    names, secure = double.cookie_names(dict(https, COOKIE_DOMAIN=".example"))
-    assert secure and names["csrf_token"] == "csrf_token"
-    names, secure = double.cookie_names({"CONSOLE_API_URL": "http://d", "CONSOLE_WEB_URL": "http://d"})
-    assert not secure and names["access_token"] == "access_token"
-
-
 def test_echoed_headers_hide_credentials():
     echoed = double.echo_headers({"Host": "d.example", "Authorization": "Bearer x", "X-Api-Key": "k",
                                   "X-Forwarded-Proto": "https"})
     assert echoed == {"Host": "d.example", "Authorization": "<redacted>", "X-Api-Key": "<redacted>",
                       "X-Forwarded-Proto": "https"}
-
-
-def test_sse_parameters_are_bounded():
-    assert double.sse_params({}) == (6, 0.5)
-    assert double.sse_params({"events": ["3"], "interval": ["0"]}) == (3, 0.0)
-    assert double.sse_params({"events": ["100000"], "interval": ["-1"]}) == (1000, 0.0)
-    assert double.sse_params({"events": ["x"]}) == (6, 0.5)
-
-
-def test_secret_key_is_required_by_1_13_only():
-    assert double.check_secret_key({}, "1.13.3")[0]["variable"] == "SECRET_KEY"
-    assert double.check_secret_key({}, "1.14.1") == []
-    assert double.check_secret_key({"SECRET_KEY": "k"}, "1.13.3") == []
-
-
-def test_init_password_longer_than_30_is_reported():
-    assert double.check_init_password({"INIT_PASSWORD": "x" * 31})[0]["variable"] == "INIT_PASSWORD"
-    assert double.check_init_password({"INIT_PASSWORD": "x" * 30}) == []
 
 
 # -- the HTTP parts that need no backend (served on 127.0.0.1) ----------------------------------
@@ -287,94 +191,129 @@ def request(port, method, path, body=None, headers=None):
         conn.close()
 
 
-API_ENV = {"SECRET_KEY": "k", "DEPLOY_ENV": "TESTING"}
+class FakeDifyApi(double.App):
+    """What the daemon's check relies on in Dify's api: /health, and X-Version on every answer."""
+
+    def common_headers(self):
+        return [("X-Version", self.version), ("X-Env", "PRODUCTION")]
+
+    def handle(self, request):
+        if request.path == "/health":
+            return double.json_response({"pid": 1, "status": "ok", "version": self.version})
+        return double.json_response({"code": "not_found", "status": 404}, 404)
 
 
-def test_api_health_is_green_with_version_headers(serve):
-    port = serve(double.ApiApp("api", "1.13.3", API_ENV), errors=[])
-    status, headers, body = request(port, "GET", "/health")
-    data = json.loads(body)
-    assert status == 200 and data["status"] == "ok" and data["version"] == "1.13.3" and data["double"] is True
-    assert headers["x-version"] == "1.13.3" and headers["x-env"] == "TESTING" and headers["x-dify-double"] == "api"
-    assert headers["server"].startswith("dify-contract-double/1.13.3")
+def test_every_answer_says_it_is_a_double_and_which_services_are_real(serve):
+    port = serve(double.SandboxApp("sandbox", "1.13.0", {}))
+    for path in ("/health", "/nowhere"):
+        dummy, headers, dummy = request(port, "GET", path)
+        assert headers["server"].startswith("dify-contract-double/1.13.0 (sandbox)")
+        assert headers["x-dify-double"] == "sandbox"
+        note = headers["x-dify-double-note"]
+        assert note.startswith("a test double, not Dify") and "api, worker, beat and migrations run Dify's real image" in note
 
 
-def test_api_health_names_the_variables_to_fix(serve):
-    errors = [double.error("DB_PASSWORD", 'password authentication failed for user "dify"')]
-    port = serve(double.ApiApp("api", "1.14.1", API_ENV), errors=errors)
-    status, dummy, body = request(port, "GET", "/health")
-    data = json.loads(body)
-    assert status == 503 and data["status"] == "error" and data["version"] == "1.14.1"
-    assert data["errors"] == errors
-
-
-def test_api_unknown_path_echoes_where_it_landed(serve):
-    port = serve(double.ApiApp("api", "1.13.3", API_ENV), errors=[])
+def test_unknown_path_echoes_where_it_landed(serve):
+    port = serve(double.DaemonApp("plugin_daemon", "1.13.0", {"SERVER_KEY": "sk"}), errors=[])
     status, dummy, body = request(port, "GET", "/nowhere?x=1", headers={"X-Forwarded-Proto": "https",
                                                                         "Cookie": "a=b"})
     data = json.loads(body)
-    assert status == 404 and data["code"] == "not_found" and data["served_by"] == "api"
+    assert status == 404 and data["code"] == "not_found" and data["served_by"] == "plugin_daemon"
+    assert "Dify contract double" in data["message"]
     assert data["path"] == "/nowhere" and data["method"] == "GET" and data["query"] == {"x": "1"}
     assert data["headers"]["X-Forwarded-Proto"] == "https" and data["headers"]["Cookie"] == "<redacted>"
 
 
-def test_api_streams_server_sent_events_in_chunks(serve):
-    port = serve(double.ApiApp("api", "1.13.3", API_ENV), errors=[])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("POST", "/v1/chat-messages?events=3&interval=0.2", body=json.dumps({"response_mode": "streaming"}),
-                 headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
-    assert resp.getheader("Transfer-Encoding") == "chunked"
-    arrivals, events = [], []
-    while len(events) < 3:
-        line = resp.fp.readline()
-        if line.startswith(b"data: "):
-            arrivals.append(time.monotonic())
-            events.append(json.loads(line[6:]))
-    conn.close()
-    assert [e["n"] for e in events] == [1, 2, 3] and all("sent_at" in e for e in events)
-    assert arrivals[-1] - arrivals[0] >= 0.3  # spread over time, not buffered into one answer
-
-
-def test_api_inner_ping_refuses_a_wrong_key_with_404(serve):
-    env = dict(API_ENV, PLUGIN_DAEMON_KEY="d", INNER_API_KEY_FOR_PLUGIN="inner")
-    port = serve(double.ApiApp("api", "1.13.3", env), errors=[])
-    assert request(port, "GET", double.INNER_PING, headers={"X-Inner-Api-Key": "wrong"})[0] == 404
-    assert request(port, "GET", double.INNER_PING, headers={"X-Inner-Api-Key": "inner"})[0] == 200
-
-
 def test_web_page_is_titled_as_a_double_and_carries_the_prefixes(serve):
     env = {"CONSOLE_API_URL": "https://dify.example.com", "APP_API_URL": "https://dify.example.com"}
-    port = serve(double.WebApp("web", "1.13.3", env))
+    port = serve(double.WebApp("web", "1.13.0", env))
     status, headers, body = request(port, "GET", "/explore/apps")
     page = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/html")
-    assert "<title>Dify contract double (web)</title>" in page
+    assert "<title>Dify contract double (web)</title>" in page and "It is not Dify." in page
+    assert "api, worker, beat and migrations run Dify's real image, built from upstream source" in page
     assert 'href="https://dify.example.com/console/api/setup"' in page
     assert 'data-public-api-prefix="https://dify.example.com/api"' in page
     assert headers["x-dify-double"] == "web"
 
 
 def test_sandbox_health_and_key(serve):
-    port = serve(double.SandboxApp("sandbox", "1.13.3", {"API_KEY": "sk"}))
+    port = serve(double.SandboxApp("sandbox", "1.13.0", {"API_KEY": "sk"}))
     status, dummy, body = request(port, "GET", "/health")
     assert status == 200 and json.loads(body) == "ok"
     assert request(port, "POST", "/v1/sandbox/run", body=b"{}", headers={"X-Api-Key": "wrong"})[0] == 401
     status, dummy, body = request(port, "POST", "/v1/sandbox/run", body=b"{}", headers={"X-Api-Key": "sk"})
     assert status == 200 and "does not execute code" in json.loads(body)["data"]["error"]
+    assert request(port, "GET", "/v1/sandbox/dependencies?language=python3", headers={"X-Api-Key": "sk"})[0] == 200
 
 
 def test_plugin_daemon_health_key_and_hook_echo(serve):
-    port = serve(double.DaemonApp("plugin_daemon", "1.14.1", {"SERVER_KEY": "sk"}), errors=[])
+    port = serve(double.DaemonApp("plugin_daemon", "1.11.1", {"SERVER_KEY": "sk"}), errors=[])
     status, dummy, body = request(port, "GET", "/health/check")
     data = json.loads(body)
     assert status == 200 and data["status"] == "ok" and data["double"] is True
-    assert data["version"] == double.RELEASES["1.14.1"]["plugin_daemon"]
-    path = "/plugin/%s/management/list" % double.NIL_TENANT
+    assert data["version"] == "0.5.2-local" and data["plays_dify"] == "1.11.1"
+    assert data["note"].startswith("a test double, not Dify")
+    path = "/plugin/00000000-0000-0000-0000-000000000000/management/list"
     assert request(port, "GET", path, headers={"X-Api-Key": "nope"})[0] == 401
     assert request(port, "GET", path, headers={"X-Api-Key": "sk"})[0] == 200
     status, dummy, body = request(port, "POST", "/e/hook123/run", body=b"{}",
                                   headers={"Dify-Hook-Url": "https://d.example/e/hook123/run"})
     data = json.loads(body)
     assert status == 200 and data["hook_id"] == "hook123" and data["dify_hook_url"] == "https://d.example/e/hook123/run"
+
+
+def test_plugin_daemon_health_names_the_variables_to_fix(serve):
+    errors = [double.error("DB_PASSWORD", 'password authentication failed for user "dify"')]
+    port = serve(double.DaemonApp("plugin_daemon", "1.13.0", {"SERVER_KEY": "sk"}), errors=errors)
+    status, dummy, body = request(port, "GET", "/health/check")
+    data = json.loads(body)
+    assert status == 503 and data["status"] == "error" and data["version"] == "0.5.3-local"
+    assert data["errors"] == errors
+
+
+def test_the_daemon_finds_dify_s_api_at_its_inner_api_url(serve):
+    api = serve(FakeDifyApi("api", "1.13.0", {}))
+    env = {"DIFY_INNER_API_URL": "http://127.0.0.1:%d/" % api, "DIFY_INNER_API_KEY": "inner"}
+    assert double.check_inner_api(env) == []
+
+
+def test_the_daemon_reports_an_inner_api_url_that_is_not_dify_s_api(serve):
+    other = serve(double.SandboxApp("sandbox", "1.13.0", {}))
+    problems = double.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % other,
+                                       "DIFY_INNER_API_KEY": "inner"})
+    assert [p["variable"] for p in problems] == ["DIFY_INNER_API_URL"]
+    assert "does not look like Dify's api" in problems[0]["message"] and "X-Version" in problems[0]["message"]
+
+
+def test_the_daemon_reports_an_unreachable_api_and_empty_settings(serve):
+    api = serve(FakeDifyApi("api", "1.13.0", {}))
+    problems = double.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % api})
+    assert [p["variable"] for p in problems] == ["DIFY_INNER_API_KEY"]
+    assert [p["variable"] for p in double.check_inner_api({"DIFY_INNER_API_KEY": "k"})] == ["DIFY_INNER_API_URL"]
+    unused = socket.socket()
+    unused.bind(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+    unused.close()
+    problems = double.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % port, "DIFY_INNER_API_KEY": "k"})
+    assert [p["variable"] for p in problems] == ["DIFY_INNER_API_URL"] and "no answer" in problems[0]["message"]
+
+
+def test_the_daemon_s_local_storage_must_be_writable(tmp_path):
+    root = tmp_path / "storage"
+    assert double.check_daemon_storage({"PLUGIN_STORAGE_LOCAL_ROOT": str(root)}, {}) == []
+    assert root.is_dir() and not list(root.iterdir())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    problems = double.check_daemon_storage({"PLUGIN_STORAGE_LOCAL_ROOT": str(blocker / "sub")}, {})
+    assert [p["variable"] for p in problems] == ["PLUGIN_STORAGE_LOCAL_ROOT"]
+    assert double.check_daemon_storage({"PLUGIN_STORAGE_TYPE": "azure_blob"}, {})[0]["variable"] == "PLUGIN_STORAGE_TYPE"
+
+
+def test_the_daemon_s_s3_storage_uses_the_daemon_s_names():
+    env = {"PLUGIN_STORAGE_TYPE": "aws_s3", "S3_ENDPOINT": "http://s3:8333", "PLUGIN_STORAGE_OSS_BUCKET": "dify",
+           "AWS_ACCESS_KEY": "", "AWS_SECRET_KEY": "s", "S3_USE_PATH_STYLE": "true"}
+    assert double.check_daemon_storage(env, {}) == [double.error("AWS_ACCESS_KEY", "AWS_ACCESS_KEY is empty")]
+    settings = double.S3Settings(dict(env, AWS_REGION=""))
+    assert settings.path_style is True and settings.region == "us-east-1" and settings.bucket == "dify"
+    assert double.S3Settings(dict(env, S3_USE_PATH_STYLE="false")).path_style is False

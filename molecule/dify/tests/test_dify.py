@@ -1,13 +1,16 @@
 """Behaviour of selfhost.dify.dify (with docker and the data tier) on the converged host.
 
-dify-debian13 carries PostgreSQL, Redis, SeaweedFS, Docker and the compose project. Dify's
-images cannot be pulled where these tests run, so the project runs the CONTRACT DOUBLE
-(tests/dify_double: a locally built stand-in that honours Dify's deployment contract, loaded
-through the image archive path); the SSRF proxy is a real squid. What is tested is what the
-role controls and a user sees: the health playbook, the setup API and a login, settings as
-the containers receive them, ports, the proxy's refusals, a wrong password named by the
-health report, drift repaired, and an upgrade between two releases of the double.
-The tests that change the host run last, the upgrade at the very end.
+dify-debian13 carries PostgreSQL, Redis, SeaweedFS, Docker and the compose project. api,
+worker, beat and the migration are REAL DIFY: its api image built from upstream's source
+(scripts/build-dify-api.sh), loaded through the role's archive path. Converged at release
+1.11.1; the last test upgrades to 1.13.0. The CONTRACT DOUBLE (tests/dify_double) plays only
+the plugin daemon, the web and the sandbox; the SSRF proxy is a real squid. The database and
+Redis passwords carry @ : / % # ? & + (molecule.yml), so every test also shows they work.
+What is tested is what a user sees: the health playbook, the schema at the image's head, the
+administrator signing in, the worker executing what is sent to each of its queues, a file
+uploaded to the bucket and read back, settings as the containers receive them, ports, the
+proxy's refusals and a newly allowed network, a wrong password named by the health report,
+drift repaired, and the upgrade with data. Tests that change the host run last.
 """
 from __future__ import annotations
 
@@ -27,7 +30,10 @@ testinfra_hosts = [f"docker://{HOST}"]
 PROJECT = "/opt/dify"
 DOMAIN = "dify.molecule.test"
 BASE_URL = f"https://{DOMAIN}"
-ADMIN_EMAIL = "admin@molecule.test"          # the inventory's address, lowercased as Dify does
+ADMIN_EMAIL_INVENTORY = HOSTVARS["dify_admin_email"]      # mixed case on purpose
+ADMIN_EMAIL = ADMIN_EMAIL_INVENTORY.lower()               # as Dify stores it
+ON_HOST = ["docker", "exec", "-i", HOST]
+FIRST, NEXT = "1.11.1", "1.13.0"
 ADMIN_PASSWORD = HOSTVARS["dify_admin_password"]
 DB_PASSWORD = HOSTVARS["postgresql_dify_password"]
 
@@ -80,6 +86,23 @@ def superuser(sql: str, db: str = "dify") -> str:
     return sh("runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-d", db, "-c", sql)
 
 
+S3_GET = r"""
+import sys, boto3
+from botocore.config import Config
+endpoint, bucket, access, secret, key = sys.argv[1:6]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
+                  region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+"""
+
+
+def s3_object(key: str) -> bytes:
+    """An object of Dify's bucket, read with Dify's own key (boto3 on the host)."""
+    env = container_env("api")
+    return helpers.docker("exec", HOST, "python3", "-c", S3_GET, env["S3_ENDPOINT"], env["S3_BUCKET_NAME"],
+                          env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"], key).stdout.encode()
+
+
 def converge(*args: str, check: bool = True):
     return helpers.molecule_playbook("converge.yml", *args, check=check, timeout=2400)
 
@@ -94,13 +117,17 @@ def test_health_playbook_is_green():
     assert summary[HOST]["failed"] == 0 and summary[HOST]["changed"] == 0, summary
 
 
-def test_api_health_names_the_double_and_its_release():
+def test_api_is_real_dify_built_from_source():
     result = api("/health")
     assert result["status"] == 200, result
-    assert result["json"]["status"] == "ok" and result["json"]["version"] == "1.13.3", result["json"]
+    assert result["json"]["status"] == "ok" and result["json"]["version"] == FIRST, result["json"]
     headers = {k.lower(): v for k, v in result["headers"].items()}
-    assert headers.get("x-version") == "1.13.3"
-    assert "x-dify-double" in headers, "the double must say it is a double"
+    assert headers.get("x-version") == FIRST and "x-dify-double" not in headers, headers
+    image = sh("docker", "inspect", "--format", "{{.Config.Image}}", "dify-api-1")
+    source = sh("docker", "image", "inspect", "--format", '{{index .Config.Labels "selfhost.dify.source"}}', image)
+    assert image == f"langgenius/dify-api:{FIRST}" and source.startswith(f"dify-{FIRST}-"), (image, source)
+    for service in ("worker", "worker_beat"):
+        assert sh("docker", "inspect", "--format", "{{.Config.Image}}", f"dify-{service}-1") == image
 
 
 def test_every_dify_service_runs_and_no_data_service_container_exists():
@@ -163,11 +190,27 @@ def test_pool_sizes_fit_postgresql_max_connections():
     assert int(superuser("SHOW max_connections")) >= needed, needed
 
 
-def test_only_the_one_shot_migration_migrates(host):
+def test_only_the_one_shot_migration_migrates_to_the_image_head(host):
     for service in ("api", "worker", "worker_beat"):
         assert container_env(service)["MIGRATION_ENABLED"] == "false", service
-    assert host.file(f"{PROJECT}/.state/migrated-version").content_string.strip() == "1.13.3"
-    assert superuser("SELECT count(*) FROM alembic_version") == "1"
+    config = sh("docker", "compose", "--project-directory", PROJECT, "--profile", "migration", "config", "migration")
+    assert "MIGRATION_ENABLED: \"true\"" in config and "MODE: migration" in config, config[-1500:]
+    assert host.file(f"{PROJECT}/.state/migrated-version").content_string.strip() == FIRST
+    current = superuser("SELECT version_num FROM alembic_version")
+    heads = helpers.dify_flask(ON_HOST, "db", "heads")
+    assert len(current.split()) == 1 and f"{current} (head)" in heads, (current, heads[-800:])
+    assert int(superuser("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")) > 50
+
+
+def test_worker_executes_what_is_sent_to_each_of_its_queues():
+    """A task sent through Redis as Dify's ACL user reaches the worker on every queue this
+    release's code sends to (CELERY_QUEUES), and its result comes back from Celery."""
+    queues = container_env("worker")["CELERY_QUEUES"].split(",")
+    assert "trigger_refresh_publisher" in queues and "workflow_draft_var" in queues, queues
+    report = helpers.dify_worker_probe(ON_HOST)
+    assert set(report) == set(queues) and all(r["ok"] for r in report.values()), report
+    noperm = sh("docker", "logs", "dify-worker-1", check=False) + sh("docker", "logs", "dify-worker_beat-1", check=False)
+    assert "NOPERM" not in noperm, [line for line in noperm.splitlines() if "NOPERM" in line][:5]
 
 
 def test_ports_published_on_the_private_address_only(host):
@@ -182,28 +225,31 @@ def test_ports_published_on_the_private_address_only(host):
 
 # -- the administrator ------------------------------------------------------------------------
 
-def test_admin_exists_and_logs_in():
+def test_admin_exists_and_signs_in():
     setup = api("/console/api/setup")
     assert setup["json"]["step"] == "finished", setup
-    login = api("/console/api/login", method="POST",
-                body={"email": ADMIN_EMAIL, "password": base64.b64encode(ADMIN_PASSWORD.encode()).decode(),
-                      "remember_me": False})
-    assert login["status"] == 200, login
-    wrong = api("/console/api/login", method="POST",
-                body={"email": ADMIN_EMAIL, "password": base64.b64encode(b"not-the-password-1").decode(),
-                      "remember_me": False})
-    assert wrong["status"] in (400, 401), wrong
+    # 1.11.1 compares the login e-mail as typed; Dify stored the inventory's address lowercased.
+    login = helpers.dify_console(ON_HOST, f"http://{host_ip()}:5001", "login",
+                                 email=ADMIN_EMAIL, password=ADMIN_PASSWORD)
+    assert login["login_status"] == 200 and login["profile_email"] == ADMIN_EMAIL, login
+    wrong = helpers.dify_console(ON_HOST, f"http://{host_ip()}:5001", "login",
+                                 email=ADMIN_EMAIL, password="not-the-password-1")
+    assert wrong["login_status"] in (400, 401), wrong
 
 
 # -- the SSRF proxy ------------------------------------------------------------------------
+
+def through_ssrf_proxy(url: str) -> str:
+    """The HTTP status the SSRF proxy gives the api container for `url` (curl in Dify's image)."""
+    return sh("docker", "exec", "dify-api-1", "curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+              "-x", "http://ssrf_proxy:3128", url, check=False)
+
 
 def test_ssrf_proxy_keeps_workflows_off_internal_addresses():
     """Through the proxy, the host's PostgreSQL and Redis are refused; the sandbox has no
     other way out (it sits on the internal network only)."""
     for port in (5432, 6379):
-        out = sh("docker", "exec", "dify-api-1", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                 "-x", "http://ssrf_proxy:3128", f"http://{host_ip()}:{port}/", check=False)
-        assert out == "403", (port, out)
+        assert through_ssrf_proxy(f"http://{host_ip()}:{port}/") == "403", port
     direct = helpers.docker("exec", HOST, "docker", "exec", "dify-sandbox-1", "curl", "-s", "-m", "5",
                             f"http://{host_ip()}:5432/", check=False)
     assert direct.returncode != 0, "the sandbox reached the host directly"
@@ -211,7 +257,27 @@ def test_ssrf_proxy_keeps_workflows_off_internal_addresses():
     assert "ok" in via_reverse, via_reverse
 
 
+def test_the_compose_healthcheck_of_the_real_api_passes():
+    """Compose runs `curl -f .../health` inside the api container (as uid 1001)."""
+    status = sh("docker", "inspect", "--format", "{{.State.Health.Status}}", "dify-api-1")
+    assert status == "healthy", sh("docker", "inspect", "--format", "{{json .State.Health}}", "dify-api-1")
+
+
 # -- changes to the host (last) -------------------------------------------------------------
+
+def test_a_newly_allowed_network_reaches_the_running_ssrf_proxy():
+    """squid.conf is a mounted file: a change to it restarts the proxy, so a network allowed in
+    the inventory is reachable at once, and refused again once it is taken out."""
+    web = f"http://{host_ip()}:3000/"
+    assert through_ssrf_proxy(web) == "403"
+    allowed = converge("-e", json.dumps({"dify_ssrf_proxy_allowed_networks": [f"{host_ip()}/32"]}), "--tags", "dify")
+    changed = helpers.changed_tasks(allowed.stdout).get(HOST, [])
+    assert any("SSRF proxy" in t for t in changed), changed
+    assert any("mounted configuration changed" in t for t in changed), changed
+    assert through_ssrf_proxy(web) in ("200", "307", "308"), "the allowed network is still refused"
+    converge("--tags", "dify")
+    assert through_ssrf_proxy(web) == "403", "the network is still allowed after it was taken out"
+
 
 def test_wrong_password_is_named_and_hand_edits_are_reverted(host):
     """A wrong DB password in the inventory: the health check fails and names DB_PASSWORD
@@ -236,16 +302,46 @@ def test_wrong_password_is_named_and_hand_edits_are_reverted(host):
     assert api("/health")["json"]["status"] == "ok"
 
 
-def test_upgrade_to_the_next_release_migrates_and_keeps_data():
+def test_upgrade_to_the_next_release_migrates_once_and_keeps_the_data(host):
+    """Data made on 1.11.1 (the admin, an app, an uploaded file) survives the upgrade to 1.13.0,
+    which runs exactly one migration; the admin then signs in with the e-mail as the
+    inventory writes it (1.13.0 compares e-mails case-insensitively)."""
+    url = f"http://{host_ip()}:5001"
+    text = "uploaded on 1.11.1, read back on 1.13.0\n"
+    seed = helpers.dify_console(ON_HOST, url, "seed", email=ADMIN_EMAIL, password=ADMIN_PASSWORD,
+                                name="upgrade-probe", text=text)
+    assert seed["app_status"] == 201 and seed["upload_status"] == 201, seed
+    key = superuser(f"SELECT key FROM upload_files WHERE id = '{seed['file_id']}'")
+    assert key and text.encode() == s3_object(key), key
     before = superuser("SELECT version_num FROM alembic_version")
-    proc = converge("-e", "dify_version=1.14.1", "--tags", "dify")
+
+    proc = converge("-e", f"dify_version={NEXT}", "--tags", "dify")
     changed = helpers.changed_tasks(proc.stdout).get(HOST, [])
     assert any("Stop api, worker and beat" in t for t in changed), changed
-    assert any("one-shot migration" in t for t in changed), changed
-    health = api("/health")
-    assert health["json"]["version"] == "1.14.1", health
-    assert superuser("SELECT version_num FROM alembic_version") != before
-    assert sh("cat", f"{PROJECT}/.state/migrated-version") == "1.14.1"
-    assert api("/console/api/setup")["json"]["step"] == "finished", "the upgrade lost the setup"
-    again = converge("-e", "dify_version=1.14.1", "--tags", "dify")
+    assert sum("Start the one-shot migration" in t for t in changed) == 1, changed
+    assert api("/health")["json"]["version"] == NEXT
+    after = superuser("SELECT version_num FROM alembic_version")
+    assert after != before and f"{after} (head)" in helpers.dify_flask(ON_HOST, "db", "heads")
+    assert host.file(f"{PROJECT}/.state/migrated-version").content_string.strip() == NEXT
+
+    check = helpers.dify_console(ON_HOST, url, "check", email=ADMIN_EMAIL_INVENTORY, password=ADMIN_PASSWORD,
+                                 file_id=seed["file_id"])
+    assert check["login_status"] == 200 and check["profile_email"] == ADMIN_EMAIL, check
+    assert "upgrade-probe" in check["app_names"], check
+    assert check["preview_status"] == 200 and check["preview"].strip() == text.strip(), check
+
+    again = converge("-e", f"dify_version={NEXT}", "--tags", "dify")
     helpers.assert_no_changes(again.stdout, [HOST])
+
+
+def test_after_the_upgrade_the_worker_serves_every_queue_and_uploads_land_in_the_bucket():
+    report = helpers.dify_worker_probe(ON_HOST)
+    queues = container_env("worker")["CELERY_QUEUES"].split(",")
+    assert "api_token" in queues and set(report) == set(queues), report
+    assert all(r["ok"] for r in report.values()), report
+    text = "uploaded on 1.13.0\n"
+    seed = helpers.dify_console(ON_HOST, f"http://{host_ip()}:5001", "seed", email=ADMIN_EMAIL_INVENTORY,
+                                password=ADMIN_PASSWORD, name="after-upgrade", text=text)
+    assert seed["upload_status"] == 201, seed
+    key = superuser(f"SELECT key FROM upload_files WHERE id = '{seed['file_id']}'")
+    assert s3_object(key) == text.encode()
