@@ -3,7 +3,9 @@
 A standalone script (Python's standard library only), copied to a Dify host and run there
 against the api's published port, as the console's browser would call it:
 
-    python3 - API_URL COMMAND JSON_ARGUMENTS < tests/dify_console.py
+    python3 - API_URL COMMAND ARGUMENTS < tests/dify_console.py
+
+ARGUMENTS: a JSON object, base64-encoded (so that it passes a remote shell unchanged).
 
 Commands (each prints one JSON object):
     login   {email, password}             sign in (POST /console/api/login, the password
@@ -80,7 +82,7 @@ class Console:
 
 
 def main(argv: list[str]) -> int:
-    base, command, args = argv[1], argv[2], json.loads(argv[3])
+    base, command, args = argv[1], argv[2], json.loads(base64.b64decode(argv[3]))
     console = Console(base)
     result = console.login(args["email"], args["password"])
     if command == "seed" and result["login_status"] == 200:

@@ -5,6 +5,7 @@ nothing is mocked. Test hosts are the systemd images built by scripts/build-imag
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib.util
 import json
@@ -355,18 +356,29 @@ def _last_json(proc) -> dict:
 
 def dify_console(on_host: list[str], api_url: str, command: str, **arguments) -> dict:
     """Run tests/dify_console.py on the host against Dify's api (login, seed, check)."""
-    proc = run([*on_host, "python3", "-", api_url, command, json.dumps(arguments)],
+    encoded = base64.b64encode(json.dumps(arguments).encode()).decode()
+    proc = run([*on_host, "python3", "-", api_url, command, encoded],
                input=(ROOT / "tests" / "dify_console.py").read_text(), check=False, timeout=300)
     return _last_json(proc)
 
 
-def dify_worker_probe(on_host: list[str], project: str = "/opt/dify") -> dict:
-    """Run tests/dify_celery_probe.py in a one-off container of the api image with the project's
-    environment: {queue: {"ok": ...}} for every queue the worker is told to consume."""
+def dify_worker_probe(on_host: list[str], project: str = "/opt/dify", worker: str = "dify-worker-1",
+                      timeout: float = 90) -> dict:
+    """Send Celery's `celery.accumulate` to every queue the worker is told to consume
+    (tests/dify_celery_probe.py, in a one-off container of the api image with the project's
+    environment), then read the worker's own log until each task is reported done:
+    {queue: {"ok": bool, "id": task id}}."""
     proc = run([*on_host, "docker", "compose", "--project-directory", project, "run", "--rm", "-T",
                 "--no-deps", "--entrypoint", "python", "worker", "-"],
-               input=(ROOT / "tests" / "dify_celery_probe.py").read_text(), check=False, timeout=600)
-    return _last_json(proc)
+               input=(ROOT / "tests" / "dify_celery_probe.py").read_text(), check=False, timeout=300)
+    sent = _last_json(proc)
+    deadline = time.monotonic() + timeout
+    while True:
+        log = run([*on_host, "docker", "logs", "--since", "15m", worker], check=False, timeout=60).stdout
+        done = {queue: f"Task celery.accumulate[{task_id}] succeeded" in log for queue, task_id in sent.items()}
+        if all(done.values()) or time.monotonic() > deadline:
+            return {queue: {"ok": done[queue], "id": task_id} for queue, task_id in sent.items()}
+        time.sleep(3)
 
 
 def dify_flask(on_host: list[str], *args: str, project: str = "/opt/dify") -> str:
