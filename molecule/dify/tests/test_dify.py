@@ -14,7 +14,6 @@ drift repaired, and the upgrade with data. Tests that change the host run last.
 """
 from __future__ import annotations
 
-import base64
 import json
 import sys
 from pathlib import Path
