@@ -17,6 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 
@@ -385,3 +387,39 @@ def dify_flask(on_host: list[str], *args: str, project: str = "/opt/dify") -> st
     """`flask <args>` in a one-off container of the api image (upstream's job mode)."""
     return run([*on_host, "docker", "compose", "--project-directory", project, "run", "--rm", "-T", "--no-deps",
                 "-e", "MODE=job", "-e", "MIGRATION_ENABLED=false", "worker", *args], timeout=300).stdout
+
+
+# -- site.yml's tags (every play tag and role tag) --------------------------------------
+
+VALIDATION_PLAY = "Validate the inputs of every role on every host"
+
+
+def site_tags() -> dict[str, list[str]]:
+    """{tag: the roles it selects} for every tag of playbooks/site.yml but `always`: each play's
+    tags select the play's roles, a role's own tags that role."""
+    tags: dict[str, list[str]] = {}
+    for play in yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text()):
+        roles = [entry["role"].rsplit(".", 1)[-1] for entry in play.get("roles", [])]
+        for tag in play.get("tags", []):
+            if tag != "always":
+                tags.setdefault(tag, []).extend(roles)
+        for entry in play.get("roles", []):
+            for tag in entry.get("tags", []):
+                tags.setdefault(tag, []).append(entry["role"].rsplit(".", 1)[-1])
+    return tags
+
+
+def assert_tag_alone_changes_nothing(inventory, tag: str, hosts, applied_roles) -> None:
+    """`site.yml --tags <tag>` on a converged site: it succeeds on every host with changed=0,
+    and runs the tasks of exactly those of the tag's roles the site applies (`applied_roles`)."""
+    proc = ansible_playbook(["-i", str(inventory), "site.yml", "--tags", tag])
+    assert proc.returncode == 0, f"--tags {tag} failed:\n{proc.stdout[-6000:]}"
+    result = recap(proc.stdout)
+    assert set(result) == set(hosts), f"recap hosts {sorted(result)} != {sorted(hosts)}"
+    changed = {host: r for host, r in result.items() if r["changed"] or r["failed"] or r["unreachable"]}
+    assert not changed, f"--tags {tag} changed {changed} on a converged site:\n{proc.stdout[-6000:]}"
+    # The roles whose tasks ran after the validation play (which reads every role's checks).
+    plays = [p for p in re.split(r"^PLAY \[", proc.stdout, flags=re.M) if not p.startswith(VALIDATION_PLAY)]
+    ran = {role for play in plays for role in re.findall(r"^TASK \[selfhost\.dify\.([a-z]+) :", play, re.M)}
+    wanted = set(site_tags()[tag]) & set(applied_roles)
+    assert ran == wanted, f"--tags {tag} ran the tasks of {sorted(ran)}, expected {sorted(wanted)}"

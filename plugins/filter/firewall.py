@@ -32,7 +32,7 @@ from ansible_collections.selfhost.dify.plugins.module_utils.validation import (
     type_name,
 )
 
-RULE_KEYS = ("name", "port", "proto", "sources")
+RULE_KEYS = ("name", "port", "proto", "sources", "published")
 PROTOCOLS = ("tcp", "udp")
 # Rule names end up in nftables comments and in messages: keep them plain.
 _RULE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
@@ -121,7 +121,7 @@ def _process(rule_sets, hostvars, groups):
         for index, rule in enumerate(var_rules):
             where = "%s[%d]" % (var_name, index)
             rule_errors = []
-            shape_errors, is_dict = entry_shape_errors(rule, where, RULE_KEYS, "{name, port, proto, sources}")
+            shape_errors, is_dict = entry_shape_errors(rule, where, RULE_KEYS, "{name, port, proto, sources, published}")
             if not is_dict:
                 errors.extend(shape_errors)
                 continue
@@ -152,6 +152,10 @@ def _process(rule_sets, hostvars, groups):
             if proto not in PROTOCOLS:
                 rule_errors.append("%s.proto: must be tcp or udp, got %s" % (where, describe(proto)))
 
+            published = rule.get("published", False)
+            if not isinstance(published, bool):
+                rule_errors.append("%s.published: must be true or false, got %s" % (where, describe(published)))
+
             sources = rule.get("sources")
             networks = []
             if not isinstance(sources, (list, tuple)) or not sources:
@@ -175,6 +179,7 @@ def _process(rule_sets, hostvars, groups):
                 "proto": proto,
                 "sources_ipv4": [format_network(n) for n in unique if n.version == 4],
                 "sources_ipv6": [format_network(n) for n in unique if n.version == 6],
+                "published": published,
                 "origin": where,
             })
     return rules, errors

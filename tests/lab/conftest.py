@@ -108,7 +108,3 @@ def prober(lab: Lab) -> str:
     yield PROBER
     docker("rm", "-f", PROBER, check=False)
 
-
-def pytest_collection_modifyitems(config, items):
-    """The three-host lab tests run last (they bring up and remove a second lab)."""
-    items.sort(key=lambda item: Path(str(item.fspath)).name == "test_three_tier.py")

@@ -163,7 +163,10 @@ def test_selfhost_table_drops_by_default(host):
     assert 'tcp dport 22 accept comment "ssh"' in table
     assert 'tcp dport { 80, 443 } accept comment "public"' in table
     assert host.service("nftables").is_enabled
-    assert "hook forward" not in table
+    # Forwarded traffic is left alone except connections to ports Docker publishes (DNAT),
+    # which only the sources of published rules may open (none here).
+    assert "type filter hook forward priority filter; policy accept;" in table
+    assert 'ct status dnat drop comment "published ports: only the sources above"' in table
 
 
 def test_rules_from_selfhost_firewall_rules_variables_are_merged(host):

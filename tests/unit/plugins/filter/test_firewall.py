@@ -48,7 +48,7 @@ def test_minimal_rule_is_normalized_with_tcp_default():
     result = rules_of([{"name": "metrics", "port": 9100, "sources": ["10.0.0.5"]}])
     assert result == [{
         "name": "metrics", "port": "9100", "proto": "tcp",
-        "sources_ipv4": ["10.0.0.5"], "sources_ipv6": [], "origin": "base_firewall_rules[0]",
+        "sources_ipv4": ["10.0.0.5"], "sources_ipv6": [], "published": False, "origin": "base_firewall_rules[0]",
     }]
 
 
@@ -195,3 +195,11 @@ def test_source_networks_resolve_hosts_groups_and_cidrs():
     assert errors == ["postgresql_allowed_sources[1]: 'nowhere' is neither an IP/CIDR nor an inventory host or group"]
     with pytest.raises(AnsibleFilterError):
         source_networks(["nowhere"], hostvars, groups)
+
+
+def test_published_rule_is_marked_and_checked():
+    result = rules_of([{"name": "dify-api", "port": 5001, "sources": ["10.0.0.5"], "published": True}])
+    assert result[0]["published"] is True
+    errors = firewall_rules_errors({"base_firewall_rules": [
+        {"name": "dify-api", "port": 5001, "sources": ["10.0.0.5"], "published": "yes"}]})
+    assert errors == ["base_firewall_rules[0].published: must be true or false, got 'yes'"]

@@ -1,0 +1,46 @@
+"""The three-host lab (edge1: edge; app1: dify; data1: postgresql, redis, object_storage),
+brought up and converged with the whole site.yml once for this directory's tests
+(`scripts/lab.py up --name test3 --layout three`, as `make lab LAYOUT=three` does for a user),
+next to the single-node lab of tests/lab. Destroyed at the end unless SELFHOST_LAB_KEEP=1;
+an existing test3 lab (SELFHOST_LAB_KEEP=1 from an earlier run) is reused and reconverged.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import docker, lab as lab_script, start_plain_container
+from tests.lab.conftest import keep, lab_status, load_lab
+
+NAME = "test3"
+PROBER = "selfhost-lab-test3-prober"
+
+
+@pytest.fixture(scope="session")
+def three(tmp_path_factory):
+    status = lab_status(NAME)
+    if status["exists"] and (status["layout"] != "three" or not status.get("inventory")
+                             or not Path(status["inventory"], "hosts.yml").exists()):
+        lab_script("destroy", "--name", NAME, "--all", check=False)
+        status = lab_status(NAME)
+    inventory = Path(status["inventory"]) if status["exists"] else tmp_path_factory.mktemp("lab-three") / "inventory"
+    debian = status["debian"] if status["exists"] else os.environ.get("SELFHOST_LAB_DEBIAN", "13")
+    proc = lab_script("up", "--name", NAME, "--layout", "three", "--debian", debian, "--inventory", inventory,
+                      check=False)
+    try:
+        assert proc.returncode == 0, f"scripts/lab.py up --layout three failed:\n{proc.stdout[-8000:]}"
+        yield load_lab(NAME, inventory)
+    finally:
+        if not keep():
+            lab_script("destroy", "--name", NAME, "--all", check=False)
+
+
+@pytest.fixture(scope="session")
+def outsider(three) -> str:
+    """A plain container on the lab network that is none of the lab's hosts: the outside."""
+    start_plain_container(PROBER, image=f"selfhost-dify/debian:{three.debian}", network=three.network,
+                          labels={"selfhost.lab": "1", "selfhost.lab.name": three.name})
+    yield PROBER
+    docker("rm", "-f", PROBER, check=False)

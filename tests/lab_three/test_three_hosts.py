@@ -1,0 +1,154 @@
+"""The whole stack across three hosts, as `make lab LAYOUT=three` deploys it: edge1 runs the
+edge proxy, app1 Dify, data1 PostgreSQL, Redis and SeaweedFS.
+
+In order (pytest runs a module's tests top to bottom): the hosts and their groups; the rerun
+changes nothing; a request through the edge reaches the api on app1, which signs the
+administrator in and stores an upload (PostgreSQL, Redis and S3 on data1); the data ports
+answer from the app host only, and Dify's published ports from the edge only; every tag of site.yml alone changes nothing; every host
+restarted at once comes back healthy without a rerun; and last, a firewall rule given through
+the interface opens a data port to the dify group only.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import edge_kit
+from tests.helpers import (ansible_playbook, assert_tag_alone_changes_nothing, changed_tasks, container_ip,
+                           dify_console, docker,
+                           lab as lab_script, listening, probe, recap, site_tags)
+from tests.lab.conftest import load_lab
+from tests.lab_three.conftest import NAME
+
+pytestmark = [pytest.mark.lab, pytest.mark.docker]
+
+EXPECTED_GROUPS = {
+    "edge": ["edge1"], "dify": ["app1"],
+    "postgresql": ["data1"], "redis": ["data1"], "object_storage": ["data1"],
+}
+# What site.yml applies in the lab (SeaweedFS and Caddy, the defaults).
+APPLIED = ("base", "postgresql", "redis", "seaweedfs", "docker", "dify", "caddy")
+DATA_PORTS = {"PostgreSQL": 5432, "Redis": 6379, "S3 (SeaweedFS)": 8333}
+DIFY_PORTS = {"api": 5001, "web": 3000, "plugin daemon": 5002}
+CADDY_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+CA_IN_CLIENT = "/tmp/lab-edge-ca.pem"
+
+
+def site(three, *args):
+    proc = ansible_playbook(["-i", three.inventory, "site.yml", *args])
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    result = recap(proc.stdout)
+    assert set(result) == set(three.hosts), result
+    return result
+
+
+@pytest.fixture
+def edge(three, outsider):
+    """The edge as a client on the lab network sees it, trusting the edge's local CA."""
+    edge_kit.put_file(outsider, CA_IN_CLIENT, docker("exec", three.container("edge1"), "cat", CADDY_ROOT).stdout)
+    return edge_kit.Edge(outsider, three.hostvars["edge1"]["selfhost_domain"], three.address("edge1"), CA_IN_CLIENT)
+
+
+def on_app(three) -> list[str]:
+    return ["ssh", "-F", str(three.inventory / ".ssh" / "config"), "-o", "BatchMode=yes", "app1", "sudo"]
+
+
+def admin(three) -> tuple[str, str]:
+    email = three.hostvars["app1"]["dify_admin_email"]
+    return email, "Lab1" + (three.inventory / ".credentials" / "dify_admin_password").read_text().split()[0]
+
+
+def test_hosts_are_in_their_groups(three):
+    assert three.layout == "three"
+    for group, hosts in EXPECTED_GROUPS.items():
+        assert three.group(group) == hosts, group
+    assert three.hosts == ["app1", "data1", "edge1"]
+    for host in three.hosts:
+        assert three.address(host) == container_ip(three.container(host), three.network)
+    assert "lab_http_port" in three.hostvars["edge1"]
+    assert "lab_http_port" not in three.hostvars["data1"]
+
+
+def test_rerun_changes_nothing(three):
+    proc = ansible_playbook(["-i", three.inventory, "site.yml"])
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    result = recap(proc.stdout)
+    assert set(result) == set(three.hosts), result
+    assert all(r["changed"] == 0 for r in result.values()), (result, changed_tasks(proc.stdout))
+
+
+def test_request_through_the_edge_reaches_dify_and_its_data_host(three, edge):
+    # Through the edge on edge1 to the api on app1, which reads PostgreSQL on data1.
+    result = edge_kit.request(edge, "/console/api/setup")
+    assert result["error"] is None and result["status"] == 200, result
+    assert result["json"]["step"] == "finished", result["json"]
+    assert edge_kit.header(result, "X-Version"), result["headers_lower"]
+    # Signing in keeps the session in Redis, an upload lands in S3: both on data1.
+    email, password = admin(three)
+    api_url = f"http://{three.address('app1')}:{three.hostvars['app1'].get('selfhost_dify_api_port', 5001)}"
+    seed = dify_console(on_app(three), api_url, "seed", email=email, password=password, name="three-upload",
+                        text="stored on the data host\n")
+    assert seed["login_status"] == 200 and seed["upload_status"] == 201, seed
+    check = dify_console(on_app(three), api_url, "check", email=email, password=password, file_id=seed["file_id"])
+    assert check["preview_status"] == 200 and check["preview"].strip() == "stored on the data host", check
+    keys = docker("exec", three.container("data1"), "sh", "-c",
+                  "find /var/lib/seaweedfs -type f | wc -l").stdout.strip()
+    assert int(keys) > 0, "SeaweedFS on data1 holds no file"
+
+
+@pytest.mark.parametrize("service", sorted(DATA_PORTS))
+def test_data_port_answers_the_app_host_only(three, outsider, service):
+    port, data = DATA_PORTS[service], three.address("data1")
+    assert probe(three.container("app1"), data, port) == "open", f"{service} does not answer app1"
+    assert probe(three.container("edge1"), data, port) == "timeout", f"{service} answers the edge"
+    assert probe(outsider, data, port) == "timeout", f"{service} answers a host outside the site"
+
+
+@pytest.mark.parametrize("service", sorted(DIFY_PORTS))
+def test_dify_published_port_answers_the_edge_only(three, outsider, service):
+    """Docker publishes api, web and plugin daemon on app1's private address for the edge; the
+    base role's forward chain keeps every other host off them (DNAT bypasses input)."""
+    port, app = DIFY_PORTS[service], three.address("app1")
+    assert probe(three.container("edge1"), app, port) == "open", f"{service} does not answer the edge"
+    assert probe(three.container("data1"), app, port) == "timeout", f"{service} answers the data host"
+    assert probe(outsider, app, port) == "timeout", f"{service} answers a host outside the site"
+
+
+@pytest.mark.parametrize("tag", sorted(site_tags()))
+def test_tag_alone_changes_nothing(three, tag):
+    assert_tag_alone_changes_nothing(three.inventory, tag, three.hosts, APPLIED)
+
+
+def test_every_host_restarted_comes_back_healthy_without_a_rerun(three, edge):
+    """All three hosts restart at once (a clean shutdown and boot, as a reboot does): systemd
+    units enabled, Docker's restart policy and the compose project bring the stack back; only
+    the lab's inventory is refreshed (the SSH ports Docker publishes change), site.yml is not run."""
+    docker("restart", "-t", "60", *[three.container(h) for h in three.hosts], timeout=600)
+    proc = lab_script("up", "--name", NAME, "--layout", "three", "--debian", three.debian,
+                      "--inventory", three.inventory, "--no-converge", check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    three = load_lab(NAME, three.inventory)
+    health = ansible_playbook(["-i", three.inventory, "playbooks/health.yml"])
+    assert health.returncode == 0, health.stdout[-6000:]
+    assert all(r["failed"] == 0 and r["changed"] == 0 for r in recap(health.stdout).values())
+    result = edge_kit.request(edge, "/console/api/setup")
+    assert result["status"] == 200 and result["json"]["step"] == "finished", result
+    email, password = admin(three)
+    api_url = f"http://{three.address('app1')}:{three.hostvars['app1'].get('selfhost_dify_api_port', 5001)}"
+    login = dify_console(on_app(three), api_url, "login", email=email, password=password)
+    assert login["login_status"] == 200, login
+
+
+def test_firewall_rule_opens_data_port_to_the_dify_group_only(three):
+    """Last: it adds a rule the site does not otherwise have."""
+    rules = {"selfhost_firewall_rules_probe": [{"name": "pgprobe", "port": 5433, "sources": ["dify"]}]}
+    result = site(three, "--tags", "base", "-e", json.dumps(rules))
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in result.values()), result
+
+    data = three.address("data1")
+    with listening(three.container("data1"), 5433):
+        assert probe(three.container("app1"), data, 5433) == "open"
+        assert probe(three.container("edge1"), data, 5433) == "timeout"
+        # SSH stays open to every host of the private network
+        assert probe(three.container("edge1"), data, 22) == "open"
