@@ -107,4 +107,3 @@ def prober(lab: Lab) -> str:
                           labels={"selfhost.lab": "1", "selfhost.lab.name": lab.name})
     yield PROBER
     docker("rm", "-f", PROBER, check=False)
-
