@@ -10,7 +10,7 @@ DEBIAN ?= 13
 DIFY_SOURCE_DIR ?= $(or $(SELFHOST_DIFY_SOURCE_DIR),$(wildcard $(CURDIR)/../shared/upstream))
 export SELFHOST_DIFY_SOURCE_DIR := $(if $(DIFY_SOURCE_DIR),$(abspath $(DIFY_SOURCE_DIR)),)
 
-.PHONY: help venv engine images lab lab-converge lab-destroy test lint sanity unit molecule lock bench-postgresql bench-sse
+.PHONY: help venv engine images lab lab-converge lab-destroy test lint sanity unit molecule lock bench-postgresql bench-sse bench-rerun
 
 help:
 	@echo "make lab            bring up the lab (LAYOUT=single|three, DEBIAN=13|12, DIFY_SOURCE_DIR=dir of Dify source tarballs) and converge site.yml"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint | sanity | unit | molecule SCENARIO=base"
 	@echo "make bench-postgresql   pgbench TPS of the tuned PostgreSQL vs distro defaults (a ratio)"
 	@echo "make bench-sse URL=...  time to the first SSE event through the edge vs direct (a ratio)"
+	@echo "make bench-rerun    no-op rerun of site.yml vs the first converge on fresh labs (LAYOUT=single|three|both, ARGS=--keep)"
 
 venv:
 	@scripts/venv.sh
@@ -59,6 +60,10 @@ bench-postgresql: venv images
 
 bench-sse: venv
 	$(PY) scripts/bench/sse_first_event.py $(ARGS)
+
+# LAYOUT defaults to single for `make lab`; the benchmark runs both unless given one.
+bench-rerun: venv images
+	$(PY) scripts/bench/rerun.py --layout $(if $(filter command line,$(origin LAYOUT)),$(LAYOUT),both) $(ARGS)
 
 lock:
 	python3 -m venv /tmp/selfhost-lock && /tmp/selfhost-lock/bin/pip install -q -r requirements-dev.in \
