@@ -107,7 +107,7 @@ def bench(layout: str, args) -> dict:
         lab("up", "--name", name, "--layout", layout, "--debian", args.debian, "--inventory", str(inventory),
             "--no-converge")
         log(f"{layout}: lab up in {time.monotonic() - started:.0f} s; converging")
-        seconds, rc, counts, _ = playbook(inventory, inventory / "converge.log", args.profile is not None)
+        seconds, rc, counts, _profile = playbook(inventory, inventory / "converge.log", args.profile is not None)
         result["converge"] = seconds
         if rc != 0:
             raise RuntimeError(f"the converge failed (rc {rc}); see {inventory / 'converge.log'}")
