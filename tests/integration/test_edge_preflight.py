@@ -63,9 +63,9 @@ CASES = {
 
 ROLE_CASES = {
     "caddy": {
-        "custom binary without checksum": ({"caddy_binary_url": "https://example.com/caddy"}, ["caddy_binary_sha256"]),
+        "custom binary without checksum": ({"caddy_artifact_url": "https://example.com/caddy"}, ["caddy_artifact_sha256"]),
         "custom binary not on the controller": (
-            {"caddy_binary_src": "/nonexistent/caddy", "caddy_binary_sha256": "0" * 64}, ["caddy_binary_src"]),
+            {"caddy_artifact_path": "/nonexistent/caddy", "caddy_artifact_sha256": "0" * 64}, ["caddy_artifact_path"]),
         "bad ban time": ({"caddy_login_ban_time": "ten minutes"}, ["caddy_login_ban_time"]),
         "wrong proxy chosen": ({"selfhost_edge_proxy": "nginx"}, ["selfhost_edge_proxy"]),
     },
