@@ -7,6 +7,7 @@ import json
 import tarfile
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT, recap, run, tool
 
@@ -40,7 +41,7 @@ def tarball(tmp_path_factory):
 def test_tarball_holds_no_lab_secrets_or_dev_tree(tarball):
     with tarfile.open(tarball) as tar:
         names = [n.removeprefix("./") for n in tar.getnames()]
-    assert "roles/base/tasks/main.yml" in names and "playbooks/site.yml" in names
+    assert "roles/base/tasks/main.yml" in names and "playbooks/site.yml" in names and "LICENSE" in names
     leaked = [n for n in names for f in FORBIDDEN if n == f or n.startswith(f + "/")]
     assert not leaked, f"the collection tarball ships {leaked}"
     assert not [n for n in names if n.endswith(("id_ed25519", "id_ed25519.pub", "known_hosts")) or "test_only" in n]
@@ -54,8 +55,14 @@ def test_installed_collection_converges_the_lab(lab, tarball, tmp_path):
     cwd.mkdir()
     env = {"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_COLLECTIONS_PATH": str(collections),
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    run([tool("ansible-galaxy"), "collection", "install", "--offline", "-p", collections, tarball],
-        env=env, cwd=cwd, inherit_ansible_env=False)
+    # --offline: no Galaxy here; the declared dependencies must be found among the installed
+    # collections (a user with Galaxy access gets them downloaded by the same command).
+    installed = run([tool("ansible-galaxy"), "collection", "install", "--offline", "-p", collections, tarball],
+                    env=env, cwd=cwd, inherit_ansible_env=False).stdout
+    declared = yaml.safe_load((ROOT / "galaxy.yml").read_text())["dependencies"]
+    assert declared, "galaxy.yml declares no dependencies"
+    unresolved = [name for name in declared if f"'{name}:" not in installed]
+    assert not unresolved, f"the install did not resolve {unresolved}:\n{installed}"
 
     listing = run([tool("ansible-galaxy"), "collection", "list", "selfhost.dify", "--format", "json"],
                   env=env, cwd=cwd, inherit_ansible_env=False).stdout
