@@ -98,20 +98,26 @@ stage_pytest() {
   return $rc
 }
 
-# The last line of a full run: pytest's totals, as "tests: N passed, N failed".
+# The last line of a full run: every test that ran, as "tests: N passed, N failed, N skipped",
+# counted from the junit reports: pytest's own (one per stream; a molecule scenario is one test
+# there) and testinfra's inside each molecule scenario (junit-testinfra-<scenario>.xml, each test
+# once per host it ran on).
 closing_line() {
   ls tests/output/junit-*.xml >/dev/null 2>&1 || return 0
   python3 - <<'PY'
 import glob
 import xml.etree.ElementTree as ET
-suites = []
+counts = {"pytest": [0, 0, 0], "testinfra": [0, 0, 0]}
 for path in sorted(glob.glob("tests/output/junit-*.xml")):
     root = ET.parse(path).getroot()
-    suites += [root] if root.tag == "testsuite" else list(root)
-total = sum(int(s.get("tests", 0)) for s in suites)
-failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-skipped = sum(int(s.get("skipped", 0)) for s in suites)
-print(f"tests: {total - failed - skipped} passed, {failed} failed, {skipped} skipped")
+    kind = "testinfra" if "/junit-testinfra-" in path else "pytest"
+    for s in [root] if root.tag == "testsuite" else list(root):
+        counts[kind][0] += int(s.get("tests", 0))
+        counts[kind][1] += int(s.get("failures", 0)) + int(s.get("errors", 0))
+        counts[kind][2] += int(s.get("skipped", 0))
+total, failed, skipped = (sum(c[i] for c in counts.values()) for i in range(3))
+detail = ", ".join(f"{k} {c[0]}" for k, c in counts.items())
+print(f"tests: {total - failed - skipped} passed, {failed} failed, {skipped} skipped ({detail})")
 PY
 }
 

@@ -2,11 +2,12 @@
 public; anything else that listens is dropped (a timeout, not a refusal)."""
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
 
-from tests.helpers import is_listening, listening, probe
+from tests.helpers import docker, is_listening, listening, probe
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
@@ -45,8 +46,21 @@ def test_web_ports_are_public_when_something_listens(lab, node, prober, port):
                 assert resp.status == 200
 
 
-def test_web_port_without_listener_is_refused_not_dropped(node, prober):
-    container, address = node[1], node[2]
-    if is_listening(container, 443):
-        pytest.skip("something serves 443 on this host")
-    assert probe(prober, address, 443) == "refused"
+def test_web_port_without_listener_is_refused_not_dropped(lab, node, prober):
+    """443 is open in the firewall, not only answered by the proxy: with the edge proxy
+    stopped, a client gets a refusal (the host answers), not a timeout (a drop)."""
+    host, container, address = node
+    service = lab.hostvars[host].get("selfhost_edge_proxy", "caddy")
+    serving = is_listening(container, 443)
+    if serving:
+        docker("exec", container, "systemctl", "stop", service)
+    try:
+        assert not is_listening(container, 443), f"{service} is stopped, yet something serves 443"
+        assert probe(prober, address, 443) == "refused"
+    finally:
+        if serving:
+            docker("exec", container, "systemctl", "start", service)
+            deadline = time.time() + 60
+            while not is_listening(container, 443) and time.time() < deadline:
+                time.sleep(1)
+    assert is_listening(container, 443) == serving, f"{service} does not serve 443 again"

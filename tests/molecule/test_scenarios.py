@@ -3,18 +3,43 @@
 Each scenario's own sequence (shared config in .config/molecule/config.yml) is
 create → prepare → converge → idempotence (changed=0) → check → verify → destroy;
 its verify step holds the behaviour tests (testinfra) and the check-mode assertion.
-The full log of each scenario is kept in tests/output/molecule-<scenario>.log.
+The full log of each scenario is kept in tests/output/molecule-<scenario>.log, and the
+verify step's own report in tests/output/junit-testinfra-<scenario>.xml (the closing line of
+scripts/test.sh counts every testinfra test in it, each host separately).
 """
 from __future__ import annotations
 
 import os
+import re
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
 from tests.helpers import ROOT, VENV_BIN, run, tool
 
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+# The internal role has no tasks of its own to converge: every other role's scenario runs it.
+INTERNAL_ROLES = {"selfhost"}
+
+
+def test_every_role_has_a_scenario():
+    """An empty or partial scenario list fails here instead of passing with nothing run."""
+    assert SCENARIOS, "no molecule scenario found under molecule/"
+    converged = set()
+    for scenario in SCENARIOS:
+        text = (ROOT / "molecule" / scenario / "converge.yml").read_text()
+        converged.update(re.findall(r"selfhost\.dify\.([a-z_]+)", text))
+    roles = {p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir()} - INTERNAL_ROLES
+    assert roles, "no roles found"
+    missing = sorted(roles - converged)
+    assert not missing, f"roles no molecule scenario converges: {missing}"
+
+
+def _testinfra_report(path):
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    return {key: sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures", "errors", "skipped")}
 
 
 @pytest.mark.docker
@@ -24,6 +49,8 @@ def test_molecule_scenario(scenario):
     out_dir = ROOT / "tests" / "output"
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / f"molecule-{scenario}.log"
+    report = out_dir / f"junit-testinfra-{scenario}.xml"
+    report.unlink(missing_ok=True)
     started = time.time()
     proc = run([tool("molecule"), "test", "-s", scenario], check=False, timeout=2400,
                env={"ANSIBLE_FORCE_COLOR": "0", "PY_COLORS": "0", "NO_COLOR": "1",
@@ -32,3 +59,6 @@ def test_molecule_scenario(scenario):
     log.write_text(proc.stdout)
     print(f"molecule {scenario}: {time.time() - started:.0f}s, log {log}")
     assert proc.returncode == 0, f"molecule test -s {scenario} failed; tail of {log}:\n{proc.stdout[-8000:]}"
+    assert report.is_file(), f"the verify step of {scenario} wrote no testinfra report ({report})"
+    counts = _testinfra_report(report)
+    assert counts["tests"] > counts["skipped"], f"{scenario}: no testinfra test ran: {counts}"
