@@ -148,4 +148,3 @@ def compose_plugin_vars(debian: str) -> str:
     digest = hashlib.sha256(plugin.read_bytes()).hexdigest()
     return (f"docker_compose_artifact_path: {json.dumps(str(plugin))}\n"
             f"docker_compose_artifact_sha256: {digest}\n")
-

@@ -206,4 +206,3 @@ def cmd_destroy(args) -> int:
     log("destroyed" + (" (key pair and credentials removed too)" if args.all else
                        "; the key pair and credentials are kept (--all removes them)"))
     return 0
-

@@ -57,6 +57,7 @@ def tool(name: str) -> str:
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
 def ensure_dir(path: Path, mode: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, mode)
@@ -89,4 +90,3 @@ def wait_until(what: str, probe, timeout: float, interval: float = 0.5):
             return result
         time.sleep(interval)
     raise LabError(f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else ""))
-

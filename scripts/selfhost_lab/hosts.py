@@ -69,7 +69,6 @@ printf '%s\n' '# Written by the lab (scripts/lab.py): containers only, see docs/
 """
 
 
-
 def apply_container_quirks(lab: Lab, host: str) -> None:
     docker("exec", "-i", lab.container(host), "sh", "-s", input=CONTAINER_QUIRKS)
 
@@ -132,4 +131,3 @@ def host_facts(lab: Lab, host: str) -> dict:
     facts["host_key"] = " ".join(
         docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2])
     return facts
-

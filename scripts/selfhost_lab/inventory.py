@@ -73,6 +73,7 @@ def render_generated_vars(pubkey: str, dify_images: str = "") -> str:
         + dify_images
     )
 
+
 def converged_marker(lab: Lab) -> str:
     try:
         text = lab.hosts_file.read_text()
@@ -96,4 +97,3 @@ def remove_generated(inventory: Path, everything: bool) -> None:
     if everything:
         for sub in (".ssh", ".credentials"):
             shutil.rmtree(inventory / sub, ignore_errors=True)
-

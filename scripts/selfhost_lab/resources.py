@@ -146,4 +146,3 @@ def host_address(lab: Lab, layout: str, host: str) -> str:
     """The fixed address of a lab host: .10, .11, ... of the network's subnet, in layout order."""
     subnet = json.loads(docker("network", "inspect", lab.network))[0]["IPAM"]["Config"][0]["Subnet"]
     return str(ipaddress.ip_network(subnet)[10 + list(LAYOUTS[layout]).index(host)])
-

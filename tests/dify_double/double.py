@@ -52,6 +52,7 @@ PORT_VARIABLES = {"web": "PORT", "sandbox": "SANDBOX_PORT", "plugin_daemon": "SE
 HEALTH_PATHS = {"web": "/", "sandbox": "/health", "plugin_daemon": "/health/check"}
 MODE_FILE = "/tmp/dify-double.mode"  # the running mode, for `double healthcheck` without a mode
 
+
 # -- small pure functions (unit-tested) --------------------------------------------------------
 def parse_mode(argv, environ, recorded=None):
     """(command, mode, rest) from the command line and MODE. command is 'run',
@@ -78,6 +79,7 @@ def parse_mode(argv, environ, recorded=None):
     if mode not in MODES:
         raise ValueError("unknown mode %r (known: %s)" % (mode, ", ".join(MODES)))
     return command, mode, args
+
 
 APPS = {"web": WebApp, "sandbox": SandboxApp, "plugin_daemon": DaemonApp}
 

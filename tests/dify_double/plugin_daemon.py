@@ -72,6 +72,7 @@ def redis_error_variable(message):
         return "REDIS_PORT"
     return "REDIS_HOST"
 
+
 # -- S3 (probes.py does the signing) -----------------------------------------------------------
 def _probes():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -275,6 +276,7 @@ def check_redis(environ, mode):
     redis_call(environ, ping_and_write)
     return []
 
+
 def check_daemon_database(environ):
     """Log in to the daemon's database; create it when missing, as the daemon does (through
     DB_DEFAULT_DATABASE, default postgres)."""
@@ -349,6 +351,7 @@ def daemon_checks(environ, state):
                                 ("S3_ENDPOINT", check_daemon_storage, environ, state),
                                 ("DIFY_INNER_API_URL", check_inner_api, environ)])
 
+
 class DaemonApp(App):
     def wiring(self):
         return daemon_checks(self.env, self.state)
@@ -375,6 +378,7 @@ class DaemonApp(App):
             if path.endswith("/management/list"):
                 return json_response({"code": 0, "message": "success", "double": True, "data": {"list": [], "total": 0}})
         return self.not_found(request)
+
 
 class _LineHandler(socketserver.BaseRequestHandler):
     def handle(self):

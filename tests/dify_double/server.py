@@ -39,6 +39,7 @@ CHECK_TTL = 5.0  # seconds a wiring verdict is reused (DOUBLE_CHECK_TTL)
 SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "x-api-key", "x-inner-api-key", "x-csrf-token",
                   "proxy-authorization")
 
+
 # -- small pure functions (unit-tested) --------------------------------------------------------
 def log(mode, message):
     """One line on stdout, always marked as the double's."""
@@ -70,6 +71,7 @@ def release(version):
 def truthy(value):
     return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
+
 def echo_headers(headers):
     """Request headers for an echo, with credentials replaced by <redacted>."""
     result = {}
@@ -82,6 +84,7 @@ def error(variable, message, **extra):
     item = {"variable": variable, "message": message}
     item.update(extra)
     return item
+
 
 def http_get(url, headers=None, timeout=5.0):
     """(status, lower-case headers, body) of a GET. Connection failures raise OSError."""
@@ -99,6 +102,7 @@ def http_get(url, headers=None, timeout=5.0):
         raise ConnectionError("malformed HTTP answer (%s)" % type(exc).__name__) from None
     finally:
         conn.close()
+
 
 class CheckCache:
     """A verdict reused for `ttl` seconds; one evaluation at a time. Logs every change."""
@@ -122,6 +126,7 @@ class CheckCache:
                     else:
                         log(self.mode, "wiring checks passed")
             return list(self.errors)
+
 
 # -- HTTP plumbing ------------------------------------------------------------------------------
 class Request:
@@ -233,6 +238,7 @@ class App:
 
     def handle(self, request):
         return self.not_found(request)
+
 
 def serve(app, port, stop):
     handler = type("BoundHandler", (Handler,), {"app": app})

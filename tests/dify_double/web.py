@@ -23,6 +23,7 @@ def web_prefixes(environ):
     app = (environ.get("APP_API_URL") or "").rstrip("/")
     return {"NEXT_PUBLIC_API_PREFIX": console + "/console/api", "NEXT_PUBLIC_PUBLIC_API_PREFIX": app + "/api"}
 
+
 WEB_SHOWN = ("CONSOLE_API_URL", "APP_API_URL", "NEXT_PUBLIC_COOKIE_DOMAIN", "NEXT_PUBLIC_SOCKET_URL", "MARKETPLACE_API_URL")
 
 

@@ -139,7 +139,7 @@ def test_redis_errors_name_the_variable(text, variable):
 def test_web_prefixes_follow_the_console_and_app_urls():
     env = {"CONSOLE_API_URL": "https://dify.example.com/", "APP_API_URL": "https://app.example.com"}
     assert web.web_prefixes(env) == {"NEXT_PUBLIC_API_PREFIX": "https://dify.example.com/console/api",
-                                        "NEXT_PUBLIC_PUBLIC_API_PREFIX": "https://app.example.com/api"}
+                                     "NEXT_PUBLIC_PUBLIC_API_PREFIX": "https://app.example.com/api"}
     assert web.web_prefixes({}) == {"NEXT_PUBLIC_API_PREFIX": "/console/api", "NEXT_PUBLIC_PUBLIC_API_PREFIX": "/api"}
 
 
@@ -273,7 +273,7 @@ def test_the_daemon_finds_dify_s_api_at_its_inner_api_url(serve):
 def test_the_daemon_reports_an_inner_api_url_that_is_not_dify_s_api(serve):
     other = serve(sandbox.SandboxApp("sandbox", "1.13.0", {}))
     problems = plugin_daemon.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % other,
-                                       "DIFY_INNER_API_KEY": "inner"})
+                                              "DIFY_INNER_API_KEY": "inner"})
     assert [p["variable"] for p in problems] == ["DIFY_INNER_API_URL"]
     assert "does not look like Dify's api" in problems[0]["message"] and "X-Version" in problems[0]["message"]
 
