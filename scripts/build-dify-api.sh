@@ -35,6 +35,8 @@ CONTEXT_FORMAT=1
 
 say() { echo "build-dify-api: $*"; }
 die() { echo "build-dify-api: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib/image-archive.sh
+. "$HERE/lib/image-archive.sh"
 
 [ $# -ge 1 ] || die "usage: $0 TARBALL [TARBALL...] (upstream Dify source snapshots)"
 mkdir -p "$CACHE"
@@ -58,20 +60,8 @@ build_one() {
   link="$CACHE/dify-api-$release.tar"
 
   current() { [ "$(docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$tag" 2>/dev/null)" = "$hash" ]; }
-  link_archive() {
-    ln -sfn "$(basename "$archive")" "$link"
-    ln -sfn "$(basename "$archive").sha256" "$link.sha256"
-    find "$CACHE" -maxdepth 1 -name "dify-api-$release-*.tar*" ! -name "$(basename "$archive")*" -delete
-  }
 
-  if [ -f "$archive" ] && [ -f "$archive.sha256" ]; then
-    if ! current; then
-      say "loading $tag from $archive"
-      (cd "$CACHE" && sha256sum --quiet -c "$(basename "$archive").sha256") || die "$archive is damaged: remove it and rerun"
-      docker load -i "$archive" >/dev/null
-      current || die "$archive does not hold $tag of build $hash"
-    fi
-    link_archive
+  if archive_restore "$archive" "$link" "$tag" "$hash" current; then
     say "$tag cached ($archive)"
     return 0
   fi
@@ -96,16 +86,11 @@ build_one() {
       tail -40 "$log" >&2; rm -rf "$context"; die "docker build of $tag failed"
     fi
     rm -rf "$context"
-    if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$tag")" ]; then
-      docker rmi "$old" >/dev/null 2>&1 || true
-    fi
+    image_replaced "$old" "$tag"
     say "built $tag in $(( SECONDS - t0 ))s ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.2f GB", $1/1e9}'))"
   fi
   say "saving $tag into $archive"
-  docker save -o "$archive.part" "$tag"
-  mv "$archive.part" "$archive"
-  (cd "$CACHE" && sha256sum "$(basename "$archive")" >"$(basename "$archive").sha256")
-  link_archive
+  archive_save "$archive" "$link" "$tag"
   say "saved $(du -h "$archive" | cut -f1) $archive"
 }
 

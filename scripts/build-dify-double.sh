@@ -14,8 +14,9 @@
 #                                        upstream source by scripts/build-dify-api.sh.
 #   selfhost-dify/squid:trixie           Debian's squid, for the ssrf_proxy service.
 # Archive: $SELFHOST_CACHE_DIR/images/dify-double-<hash>.tar (+ .sha256), and the stable
-# symlinks dify-double.tar and dify-double.tar.sha256 pointing at them. The hash covers the
-# double's sources, probes.py and this script: a rerun with the images and the archive
+# symlinks dify-double.tar and dify-double.tar.sha256 pointing at them (scripts/lib/image-archive.sh,
+# shared with build-dify-api.sh). The hash covers the double's sources (all its modules),
+# probes.py, this script and that file: a rerun with the images and the archive
 # present returns at once; with only the archive present (another Docker engine) the images
 # are loaded from it.
 set -euo pipefail
@@ -36,15 +37,19 @@ CACHE="${SELFHOST_CACHE_DIR:-$HOME/.cache/selfhost-dify}/images"
 
 say() { echo "build-dify-double: $*"; }
 die() { echo "build-dify-double: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib/image-archive.sh
+. "$HERE/lib/image-archive.sh"
 
 [ -f "$PROBES" ] || die "$PROBES is missing (the double signs its S3 requests with it)"
 [ -f "$SRC/double.py" ] || die "$SRC/double.py is missing"
 
-# The hash: every source file of the double (not its README), probes.py and this script.
+# The hash: every source file of the double (not its README), probes.py, this script and the
+# archive functions it sources.
 HASH="$(
   cd "$ROOT"
   { find tests/dify_double -type f \( -name '*.py' -o -name 'Dockerfile' -o -name '*.sh' \) \
-      ! -path '*/__pycache__/*' -print; echo plugins/module_utils/probes.py; echo scripts/build-dify-double.sh; } \
+      ! -path '*/__pycache__/*' -print; echo plugins/module_utils/probes.py; echo scripts/build-dify-double.sh;
+    echo scripts/lib/image-archive.sh; } \
     | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12
 )"
 ARCHIVE="$CACHE/dify-double-$HASH.tar"
@@ -71,29 +76,11 @@ build() {  # TAG DOCKER-BUILD-ARGS...: quiet unless it fails; the image it repla
   log="$(mktemp "$CONTEXT/build.XXXXXX.log")"
   old="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"
   docker build --label "$LABEL=$HASH" -t "$tag" "$@" >"$log" 2>&1 || { tail -40 "$log" >&2; die "docker build of $tag failed"; }
-  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$tag")" ]; then
-    docker rmi "$old" >/dev/null 2>&1 || true
-  fi
-}
-link_archive() {
-  ln -sfn "$(basename "$ARCHIVE")" "$LINK"
-  ln -sfn "$(basename "$ARCHIVE").sha256" "$LINK.sha256"
-  # Archives of older sources are of no further use.
-  find "$CACHE" -maxdepth 1 -name 'dify-double-*.tar*' ! -name "$(basename "$ARCHIVE")*" -delete
+  image_replaced "$old" "$tag"
 }
 
-if [ -f "$ARCHIVE" ] && [ -f "$ARCHIVE.sha256" ]; then
-  if all_current; then
-    link_archive
-    say "${TAGS[*]} cached ($ARCHIVE)"
-    exit 0
-  fi
-  say "loading the images from $ARCHIVE"
-  (cd "$CACHE" && sha256sum --quiet -c "$(basename "$ARCHIVE").sha256") || die "$ARCHIVE is damaged: remove it and rerun"
-  docker load -i "$ARCHIVE" >/dev/null
-  all_current || die "$ARCHIVE does not hold the images of build $HASH"
-  link_archive
-  say "${TAGS[*]} loaded"
+if archive_restore "$ARCHIVE" "$LINK" "the images" "$HASH" all_current; then
+  if [ "$ARCHIVE_LOADED" = 1 ]; then say "${TAGS[*]} loaded"; else say "${TAGS[*]} cached ($ARCHIVE)"; fi
   exit 0
 fi
 
@@ -101,7 +88,8 @@ docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE is missin
 
 CONTEXT="$(mktemp -d /tmp/selfhost-dify-double.XXXXXX)"
 trap 'rm -rf "$CONTEXT"' EXIT
-cp "$SRC/double.py" "$SRC/Dockerfile" "$PROBES" "$CONTEXT/"
+# The double's modules (a package in the image) and probes.py, beside the Dockerfile.
+cp "$SRC"/*.py "$SRC/Dockerfile" "$PROBES" "$CONTEXT/"
 mkdir -p "$CONTEXT/squid"
 cp "$SRC/squid/Dockerfile" "$SRC/squid/squid-entrypoint.sh" "$CONTEXT/squid/"
 
@@ -124,8 +112,5 @@ done
 say "squid in $SQUID_TAG: $(docker run --rm --entrypoint squid "$SQUID_TAG" -v | head -n 1)"
 
 say "saving ${TAGS[*]} into $ARCHIVE"
-docker save -o "$ARCHIVE.part" "${TAGS[@]}"
-mv "$ARCHIVE.part" "$ARCHIVE"
-(cd "$CACHE" && sha256sum "$(basename "$ARCHIVE")" >"$(basename "$ARCHIVE").sha256")
-link_archive
+archive_save "$ARCHIVE" "$LINK" "${TAGS[@]}"
 say "built $(du -h "$ARCHIVE" | cut -f1) $ARCHIVE"

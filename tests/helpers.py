@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -17,27 +16,19 @@ import time
 import uuid
 from pathlib import Path
 
+import selfhost_lab.hosts
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 
 
-def _load_lab_module():
-    """scripts/lab.py (not a package) holds the one list of container flags."""
-    spec = importlib.util.spec_from_file_location("selfhost_lab", ROOT / "scripts" / "lab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_LAB = _load_lab_module()
-
-# The flags a systemd container needs on this kind of machine (no --privileged).
-SYSTEMD_RUN_FLAGS = list(_LAB.SYSTEMD_RUN_FLAGS)
+# The flags a systemd container needs on this kind of machine (no --privileged): the lab's
+# one list (scripts/selfhost_lab/hosts.py; pytest.ini puts scripts/ on the path).
+SYSTEMD_RUN_FLAGS = list(selfhost_lab.hosts.SYSTEMD_RUN_FLAGS)
 
 # Wait until systemd in a container has booted (running or degraded).
-wait_for_systemd = _LAB.wait_for_systemd
+wait_for_systemd = selfhost_lab.hosts.wait_for_systemd
 
 RECAP_RE = re.compile(
     r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"

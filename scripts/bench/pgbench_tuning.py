@@ -37,7 +37,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# The flags a systemd container needs on this kind of machine (scripts/lab.py has the list).
+# The flags a systemd container needs on this kind of machine (the lab's list is in
+# scripts/selfhost_lab/hosts.py).
 SYSTEMD_RUN_FLAGS = [
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
     "--security-opt", "seccomp=unconfined",

@@ -1,7 +1,7 @@
 # Copyright: selfhost.dify contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Dify contract double's own logic (tests/dify_double/double.py), without its image.
+"""The Dify contract double's own logic (the modules of tests/dify_double), without its image.
 
 The double plays only the plugin daemon, the web and the sandbox (Dify's api, worker, beat
 and migrations run Dify's real image built from upstream source). The daemon's checks of
@@ -12,7 +12,6 @@ checks that need no backend, and the HTTP behaviour of the three parts, served o
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import re
 import socket
@@ -22,17 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.dify_double import double, plugin_daemon, sandbox, server, web
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("dify_double", ROOT / "tests" / "dify_double" / "double.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-double = _load()
 
 
 # -- mode and version ---------------------------------------------------------------------------
@@ -82,23 +73,23 @@ def test_version_needs_no_mode(capsys):
 def test_played_version_from_the_environment_then_the_baked_file(tmp_path):
     baked = tmp_path / "plays"
     baked.write_text("1.11.1\n")
-    assert double.plays_version({"DOUBLE_PLAYS_VERSION": "1.13.0"}, str(baked)) == "1.13.0"
-    assert double.plays_version({}, str(baked)) == "1.11.1"
-    assert double.plays_version({}, str(tmp_path / "missing")) == double.DEFAULT_PLAYS
+    assert server.plays_version({"DOUBLE_PLAYS_VERSION": "1.13.0"}, str(baked)) == "1.13.0"
+    assert server.plays_version({}, str(baked)) == "1.11.1"
+    assert server.plays_version({}, str(tmp_path / "missing")) == server.DEFAULT_PLAYS
 
 
 def test_the_played_releases_are_the_ones_the_build_script_builds():
     script = (ROOT / "scripts" / "build-dify-double.sh").read_text()
     built = re.search(r"^DIFY_VERSIONS=\(([^)]*)\)", script, re.M).group(1).split()
-    assert sorted(built) == sorted(double.RELEASES)
-    assert double.DEFAULT_PLAYS in double.RELEASES
+    assert sorted(built) == sorted(server.RELEASES)
+    assert server.DEFAULT_PLAYS in server.RELEASES
 
 
 def test_each_release_reports_upstream_s_companion_versions():
     # upstream's docker/docker-compose.yaml of each release
-    assert double.RELEASES["1.13.0"] == {"plugin_daemon": "0.5.3-local", "sandbox": "0.2.12"}
-    assert double.RELEASES["1.11.1"] == {"plugin_daemon": "0.5.2-local", "sandbox": "0.2.12"}
-    assert double.release("9.9.9") == double.RELEASES["1.13.0"]  # unknown: the newest known
+    assert server.RELEASES["1.13.0"] == {"plugin_daemon": "0.5.3-local", "sandbox": "0.2.12"}
+    assert server.RELEASES["1.11.1"] == {"plugin_daemon": "0.5.2-local", "sandbox": "0.2.12"}
+    assert server.release("9.9.9") == server.RELEASES["1.13.0"]  # unknown: the newest known
 
 
 def test_the_start_line_names_the_part_and_the_real_services(monkeypatch):
@@ -123,13 +114,13 @@ def test_the_start_line_names_the_part_and_the_real_services(monkeypatch):
     ('connection to server at "db" (10.0.0.2), port 5432 failed: FATAL:  no pg_hba.conf entry for host', "DB_HOST"),
 ])
 def test_postgresql_errors_name_the_variable(text, variable):
-    assert double.pg_error_variable(text, double.DB_NAMES) == variable
+    assert plugin_daemon.pg_error_variable(text, plugin_daemon.DB_NAMES) == variable
 
 
 def test_pg_reason_quotes_the_server():
     text = 'connection to server at "db" (10.0.0.2), port 5432 failed: FATAL:  password authentication failed for user "dify"\n'
-    assert double.pg_reason(text) == 'password authentication failed for user "dify"'
-    assert double.pg_reason("ERROR:  permission denied to create database\n") == "permission denied to create database"
+    assert plugin_daemon.pg_reason(text) == 'password authentication failed for user "dify"'
+    assert plugin_daemon.pg_reason("ERROR:  permission denied to create database\n") == "permission denied to create database"
 
 
 @pytest.mark.parametrize("text, variable", [
@@ -142,18 +133,18 @@ def test_pg_reason_quotes_the_server():
     ("invalid DB index", "REDIS_DB"),
 ])
 def test_redis_errors_name_the_variable(text, variable):
-    assert double.redis_error_variable(text) == variable
+    assert plugin_daemon.redis_error_variable(text) == variable
 
 
 def test_web_prefixes_follow_the_console_and_app_urls():
     env = {"CONSOLE_API_URL": "https://dify.example.com/", "APP_API_URL": "https://app.example.com"}
-    assert double.web_prefixes(env) == {"NEXT_PUBLIC_API_PREFIX": "https://dify.example.com/console/api",
-                                        "NEXT_PUBLIC_PUBLIC_API_PREFIX": "https://app.example.com/api"}
-    assert double.web_prefixes({}) == {"NEXT_PUBLIC_API_PREFIX": "/console/api", "NEXT_PUBLIC_PUBLIC_API_PREFIX": "/api"}
+    assert web.web_prefixes(env) == {"NEXT_PUBLIC_API_PREFIX": "https://dify.example.com/console/api",
+                                     "NEXT_PUBLIC_PUBLIC_API_PREFIX": "https://app.example.com/api"}
+    assert web.web_prefixes({}) == {"NEXT_PUBLIC_API_PREFIX": "/console/api", "NEXT_PUBLIC_PUBLIC_API_PREFIX": "/api"}
 
 
 def test_echoed_headers_hide_credentials():
-    echoed = double.echo_headers({"Host": "d.example", "Authorization": "Bearer x", "X-Api-Key": "k",
+    echoed = server.echo_headers({"Host": "d.example", "Authorization": "Bearer x", "X-Api-Key": "k",
                                   "X-Forwarded-Proto": "https"})
     assert echoed == {"Host": "d.example", "Authorization": "<redacted>", "X-Api-Key": "<redacted>",
                       "X-Forwarded-Proto": "https"}
@@ -163,22 +154,23 @@ def test_echoed_headers_hide_credentials():
 @pytest.fixture
 def serve(monkeypatch):
     servers = []
-    monkeypatch.setattr(double, "log", lambda *args: None)  # request lines may outlive the capture
+    for module in (server, plugin_daemon):  # request lines may outlive the capture
+        monkeypatch.setattr(module, "log", lambda *args: None)
 
     def start(app, errors=None):
         if errors is not None:
             app.checks.evaluate = lambda: list(errors)
-        handler = type("TestHandler", (double.Handler,), {"app": app})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server.server_address[1]
+        handler = type("TestHandler", (server.Handler,), {"app": app})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return httpd.server_address[1]
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def request(port, method, path, body=None, headers=None):
@@ -191,7 +183,7 @@ def request(port, method, path, body=None, headers=None):
         conn.close()
 
 
-class FakeDifyApi(double.App):
+class FakeDifyApi(server.App):
     """What the daemon's check relies on in Dify's api: /health, and X-Version on every answer."""
 
     def common_headers(self):
@@ -199,12 +191,12 @@ class FakeDifyApi(double.App):
 
     def handle(self, request):
         if request.path == "/health":
-            return double.json_response({"pid": 1, "status": "ok", "version": self.version})
-        return double.json_response({"code": "not_found", "status": 404}, 404)
+            return server.json_response({"pid": 1, "status": "ok", "version": self.version})
+        return server.json_response({"code": "not_found", "status": 404}, 404)
 
 
 def test_every_answer_says_it_is_a_double_and_which_services_are_real(serve):
-    port = serve(double.SandboxApp("sandbox", "1.13.0", {}))
+    port = serve(sandbox.SandboxApp("sandbox", "1.13.0", {}))
     for path in ("/health", "/nowhere"):
         dummy, headers, dummy = request(port, "GET", path)
         assert headers["server"].startswith("dify-contract-double/1.13.0 (sandbox)")
@@ -214,7 +206,7 @@ def test_every_answer_says_it_is_a_double_and_which_services_are_real(serve):
 
 
 def test_unknown_path_echoes_where_it_landed(serve):
-    port = serve(double.DaemonApp("plugin_daemon", "1.13.0", {"SERVER_KEY": "sk"}), errors=[])
+    port = serve(plugin_daemon.DaemonApp("plugin_daemon", "1.13.0", {"SERVER_KEY": "sk"}), errors=[])
     status, dummy, body = request(port, "GET", "/nowhere?x=1", headers={"X-Forwarded-Proto": "https",
                                                                         "Cookie": "a=b"})
     data = json.loads(body)
@@ -226,7 +218,7 @@ def test_unknown_path_echoes_where_it_landed(serve):
 
 def test_web_page_is_titled_as_a_double_and_carries_the_prefixes(serve):
     env = {"CONSOLE_API_URL": "https://dify.example.com", "APP_API_URL": "https://dify.example.com"}
-    port = serve(double.WebApp("web", "1.13.0", env))
+    port = serve(web.WebApp("web", "1.13.0", env))
     status, headers, body = request(port, "GET", "/explore/apps")
     page = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/html")
@@ -238,7 +230,7 @@ def test_web_page_is_titled_as_a_double_and_carries_the_prefixes(serve):
 
 
 def test_sandbox_health_and_key(serve):
-    port = serve(double.SandboxApp("sandbox", "1.13.0", {"API_KEY": "sk"}))
+    port = serve(sandbox.SandboxApp("sandbox", "1.13.0", {"API_KEY": "sk"}))
     status, dummy, body = request(port, "GET", "/health")
     assert status == 200 and json.loads(body) == "ok"
     assert request(port, "POST", "/v1/sandbox/run", body=b"{}", headers={"X-Api-Key": "wrong"})[0] == 401
@@ -248,7 +240,7 @@ def test_sandbox_health_and_key(serve):
 
 
 def test_plugin_daemon_health_key_and_hook_echo(serve):
-    port = serve(double.DaemonApp("plugin_daemon", "1.11.1", {"SERVER_KEY": "sk"}), errors=[])
+    port = serve(plugin_daemon.DaemonApp("plugin_daemon", "1.11.1", {"SERVER_KEY": "sk"}), errors=[])
     status, dummy, body = request(port, "GET", "/health/check")
     data = json.loads(body)
     assert status == 200 and data["status"] == "ok" and data["double"] is True
@@ -264,8 +256,8 @@ def test_plugin_daemon_health_key_and_hook_echo(serve):
 
 
 def test_plugin_daemon_health_names_the_variables_to_fix(serve):
-    errors = [double.error("DB_PASSWORD", 'password authentication failed for user "dify"')]
-    port = serve(double.DaemonApp("plugin_daemon", "1.13.0", {"SERVER_KEY": "sk"}), errors=errors)
+    errors = [server.error("DB_PASSWORD", 'password authentication failed for user "dify"')]
+    port = serve(plugin_daemon.DaemonApp("plugin_daemon", "1.13.0", {"SERVER_KEY": "sk"}), errors=errors)
     status, dummy, body = request(port, "GET", "/health/check")
     data = json.loads(body)
     assert status == 503 and data["status"] == "error" and data["version"] == "0.5.3-local"
@@ -275,45 +267,45 @@ def test_plugin_daemon_health_names_the_variables_to_fix(serve):
 def test_the_daemon_finds_dify_s_api_at_its_inner_api_url(serve):
     api = serve(FakeDifyApi("api", "1.13.0", {}))
     env = {"DIFY_INNER_API_URL": "http://127.0.0.1:%d/" % api, "DIFY_INNER_API_KEY": "inner"}
-    assert double.check_inner_api(env) == []
+    assert plugin_daemon.check_inner_api(env) == []
 
 
 def test_the_daemon_reports_an_inner_api_url_that_is_not_dify_s_api(serve):
-    other = serve(double.SandboxApp("sandbox", "1.13.0", {}))
-    problems = double.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % other,
-                                       "DIFY_INNER_API_KEY": "inner"})
+    other = serve(sandbox.SandboxApp("sandbox", "1.13.0", {}))
+    problems = plugin_daemon.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % other,
+                                              "DIFY_INNER_API_KEY": "inner"})
     assert [p["variable"] for p in problems] == ["DIFY_INNER_API_URL"]
     assert "does not look like Dify's api" in problems[0]["message"] and "X-Version" in problems[0]["message"]
 
 
 def test_the_daemon_reports_an_unreachable_api_and_empty_settings(serve):
     api = serve(FakeDifyApi("api", "1.13.0", {}))
-    problems = double.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % api})
+    problems = plugin_daemon.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % api})
     assert [p["variable"] for p in problems] == ["DIFY_INNER_API_KEY"]
-    assert [p["variable"] for p in double.check_inner_api({"DIFY_INNER_API_KEY": "k"})] == ["DIFY_INNER_API_URL"]
+    assert [p["variable"] for p in plugin_daemon.check_inner_api({"DIFY_INNER_API_KEY": "k"})] == ["DIFY_INNER_API_URL"]
     unused = socket.socket()
     unused.bind(("127.0.0.1", 0))
     port = unused.getsockname()[1]
     unused.close()
-    problems = double.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % port, "DIFY_INNER_API_KEY": "k"})
+    problems = plugin_daemon.check_inner_api({"DIFY_INNER_API_URL": "http://127.0.0.1:%d" % port, "DIFY_INNER_API_KEY": "k"})
     assert [p["variable"] for p in problems] == ["DIFY_INNER_API_URL"] and "no answer" in problems[0]["message"]
 
 
 def test_the_daemon_s_local_storage_must_be_writable(tmp_path):
     root = tmp_path / "storage"
-    assert double.check_daemon_storage({"PLUGIN_STORAGE_LOCAL_ROOT": str(root)}, {}) == []
+    assert plugin_daemon.check_daemon_storage({"PLUGIN_STORAGE_LOCAL_ROOT": str(root)}, {}) == []
     assert root.is_dir() and not list(root.iterdir())
     blocker = tmp_path / "file"
     blocker.write_text("")
-    problems = double.check_daemon_storage({"PLUGIN_STORAGE_LOCAL_ROOT": str(blocker / "sub")}, {})
+    problems = plugin_daemon.check_daemon_storage({"PLUGIN_STORAGE_LOCAL_ROOT": str(blocker / "sub")}, {})
     assert [p["variable"] for p in problems] == ["PLUGIN_STORAGE_LOCAL_ROOT"]
-    assert double.check_daemon_storage({"PLUGIN_STORAGE_TYPE": "azure_blob"}, {})[0]["variable"] == "PLUGIN_STORAGE_TYPE"
+    assert plugin_daemon.check_daemon_storage({"PLUGIN_STORAGE_TYPE": "azure_blob"}, {})[0]["variable"] == "PLUGIN_STORAGE_TYPE"
 
 
 def test_the_daemon_s_s3_storage_uses_the_daemon_s_names():
     env = {"PLUGIN_STORAGE_TYPE": "aws_s3", "S3_ENDPOINT": "http://s3:8333", "PLUGIN_STORAGE_OSS_BUCKET": "dify",
            "AWS_ACCESS_KEY": "", "AWS_SECRET_KEY": "s", "S3_USE_PATH_STYLE": "true"}
-    assert double.check_daemon_storage(env, {}) == [double.error("AWS_ACCESS_KEY", "AWS_ACCESS_KEY is empty")]
-    settings = double.S3Settings(dict(env, AWS_REGION=""))
+    assert plugin_daemon.check_daemon_storage(env, {}) == [server.error("AWS_ACCESS_KEY", "AWS_ACCESS_KEY is empty")]
+    settings = plugin_daemon.S3Settings(dict(env, AWS_REGION=""))
     assert settings.path_style is True and settings.region == "us-east-1" and settings.bucket == "dify"
-    assert double.S3Settings(dict(env, S3_USE_PATH_STYLE="false")).path_style is False
+    assert plugin_daemon.S3Settings(dict(env, S3_USE_PATH_STYLE="false")).path_style is False
