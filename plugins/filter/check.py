@@ -257,20 +257,17 @@ def _check_whole_number(value, name, minimum=0, unit=""):
     return ["%s: must be a whole number of at least %d, got %s" % (name, minimum, text)]
 
 
-def _check_artifact(value, name, url="", path="", sha256=None, stat=None, required=False):
+def _check_artifact(value, name, url="", path="", sha256=None, stat=None, required=False, what="binary"):
     """A binary from ``<name>_url`` (the host downloads it) or ``<name>_path`` (a file on the
     controller, whose ``stat`` with a sha256 checksum is given) and its ``<name>_sha256``."""
     del value
     url_name, path_name, sha_name = name + "_url", name + "_path", name + "_sha256"
     url, path = url or "", path or ""
     errors = []
-    if url and path:
-        errors.append("%s / %s: set only one (a URL the host downloads the binary from, or a file on the "
-                      "controller)" % (url_name, path_name))
-    elif not url and not path:
-        if required:
-            errors.append("%s / %s: set exactly one (a URL the host downloads the binary from, or a file on the "
-                          "controller)" % (url_name, path_name))
+    if (url and path) or (required and not url and not path):
+        errors.append("%s / %s: set %s (a URL the host downloads the %s from, or a file on the controller)"
+                      % (url_name, path_name, "exactly one" if required else "only one", what))
+    if not url and not path:
         return errors
     if url:
         errors.extend(_check_url(url, url_name))
@@ -511,6 +508,210 @@ def _check_nginx_size(value, name):
             % (name, value)]
 
 
+_ACCESS_KEY_RE = re.compile(r"^[A-Za-z0-9._-]{3,128}$")
+
+
+def _check_access_key(value, name):
+    """An S3 access key or user name: not a secret, but set and not a published sample or a
+    placeholder."""
+    return [message for message in _check_secret(value, name)
+            if re.search("missing|published sample|placeholder", message)]
+
+
+def _check_plain_key(value, name):
+    """When set, 3 to 128 letters, digits, dots, dashes or underscores (MinIO user names,
+    access keys that go into JSON and URLs)."""
+    if isinstance(value, str) and value and not _ACCESS_KEY_RE.match(value):
+        return ["%s: must be 3 to 128 letters, digits, dots, dashes or underscores" % name]
+    return []
+
+
+def _check_image_archives(value, name, required=False, on_controller=False):
+    """Image tarballs ``[{path, sha256}]`` on the controller; ``required``: at least one;
+    ``on_controller``: each path is a file of the controller."""
+    if not isinstance(value, (list, tuple)):
+        return ["%s: must be a list of {path, sha256}, got %s" % (name, type_name(value))]
+    errors = []
+    if required and not value:
+        errors.append("%s: archive needs at least one {path, sha256} (docker save tarballs on the controller)" % name)
+    with_path = [entry for entry in value if isinstance(entry, Mapping) and "path" in entry]
+    errors.extend("%s: an entry has no path: %s" % (name, entry) for entry in value if entry not in with_path)
+    errors.extend("%s: %s needs its sha256 (64 hex digits)" % (name, entry["path"])
+                  for entry in with_path if not is_sha256(entry.get("sha256", "")))
+    if on_controller:
+        errors.extend("%s: %s is not a file on the controller" % (name, entry["path"])
+                      for entry in with_path if not os.path.isfile(str(entry["path"])))
+    return errors
+
+
+def _check_known_keys(value, name, known=(), what="a known key"):
+    """The keys of a dict are among ``known``."""
+    if not isinstance(value, Mapping):
+        return ["%s: must be a dict, got %s" % (name, type_name(value))]
+    return ["%s: %s is not %s (%s)" % (name, key, what, ", ".join(known)) for key in value if key not in known]
+
+
+def _check_env_values(value, name, extra=None, extra_name="extra"):
+    """Values that go into a .env file in single quotes (``value``: variable name to value;
+    ``extra``: further settings, named ``<extra_name>.<key>``). The values are never shown."""
+    del name
+    values = list((value or {}).items()) if isinstance(value, Mapping) else []
+    if isinstance(extra, Mapping):
+        values.extend(("%s.%s" % (extra_name, key), setting) for key, setting in extra.items())
+    return ["%s: may not contain a single quote or a line break (.env quotes values in single quotes)" % variable
+            for variable, setting in values if re.search("['\n\r]", str(setting if setting is not None else ""))]
+
+
+def _check_required_host(value, name, missing="is missing"):
+    """A host name or IP address that must be set (``missing``: what to say when it is not)."""
+    if value is None or value == "":
+        return ["%s: %s" % (name, missing)]
+    return _check_hosts([value], name)
+
+
+def _check_ip_addresses(value, name):
+    """A list of IP addresses (none: an empty list), each reported by its index."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        return ["%s: must be a list of IP addresses, got %s" % (name, type_name(value))]
+    errors = []
+    for index, item in enumerate(value):
+        errors.extend(_check_ip_address(item, "%s[%d]" % (name, index)))
+    return errors
+
+
+def _check_controller_files(value, name):
+    """Results of a looped stat on the controller: each item must be a regular file."""
+    return ["%s: %s is not a file on the controller" % (name, result.get("item"))
+            for result in (value or []) if not (result.get("stat") or {}).get("isreg")]
+
+
+_S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_s3_bucket(value, name):
+    if isinstance(value, str) and _S3_BUCKET_RE.match(value) and not re.search(r"\.\.|^[0-9.]+$", value):
+        return []
+    return ["%s: %s is not an S3 bucket name (3-63 lower case letters, digits, dots and dashes)" % (name, value)]
+
+
+def _check_data_dir(value, name):
+    """An absolute directory path without spaces, not / and without . or .. parts."""
+    if isinstance(value, str) and re.match(r"^/[^\s]*[^/\s]$", value) and not re.search(r"/\.\.?(/|$)", value):
+        return []
+    return ["%s: %s must be an absolute path (no spaces, not /)" % (name, value)]
+
+
+def _check_user_name(value, name):
+    return [] if is_posix_name(value) else ["%s: %s is not a valid user name" % (name, value)]
+
+
+def _check_grpc_ports(value, name):
+    """Ports of servers that also listen on port + 10000 (gRPC): ``value`` maps each variable
+    to its port (``name`` is not used: each message names its variable); none may collide."""
+    del name
+    errors = []
+    seen = {}
+    for variable, port in (value or {}).items():
+        found = _check_port(port, variable)
+        if found:
+            errors.extend(found)
+        elif int(port) > 55535:
+            errors.append("%s: %s is above 55535 (its gRPC port is %s + 10000)" % (variable, port, port))
+        else:
+            for number in (int(port), int(port) + 10000):
+                if number in seen:
+                    errors.append("%s: port %d is also used by %s" % (variable, number, seen[number]))
+                else:
+                    seen[number] = variable
+    return errors
+
+
+def _check_free_port(value, name, taken=None):
+    """A port (0: off) that none of ``taken`` (variable: port, each also using port + 10000) uses."""
+    if str(value) == "0":
+        return []
+    errors = _check_port(value, name)
+    if errors:
+        return errors
+    for variable, port in (taken or {}).items():
+        try:
+            used = (int(port), int(port) + 10000)
+        except (TypeError, ValueError):
+            continue
+        if int(value) in used:
+            return ["%s: port %s is also used by %s" % (name, value, variable)]
+    return []
+
+
+def _check_redis_bind(value, name, local_addresses=(), host_ipv4=(), host_address="", remote_clients=False):
+    """Addresses Redis binds to: IP addresses of this host (``local_addresses``), among them
+    ``host_address`` (the address clients are given) when ``remote_clients`` connect."""
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)) or not value:
+        return ["%s: must be a non-empty list of IP addresses" % name]
+    errors = []
+    for item in value:
+        errors.extend(_check_ip_address(item, name))
+    if errors:
+        return errors
+    errors.extend("%s: %s is not an address of this host (it has %s); Redis could not listen there"
+                  % (name, item, ", ".join(host_ipv4 or ())) for item in value if item not in local_addresses)
+    if _truthy(remote_clients) and host_address not in value and not {"0.0.0.0", "::"} & set(value):
+        errors.append("%s: must contain %s (selfhost_host_address, the address clients are given) while clients "
+                      "connect from elsewhere (redis_allowed_sources, or selfhost_data_client_sources when unset); "
+                      "or set redis_allowed_sources: [] for local clients only" % (name, host_address))
+    return errors
+
+
+_REDIS_SIZE_RE = re.compile(r"^([1-9][0-9]*)([KMGTPE]?)$")
+
+
+def _check_redis_maxmemory(value, name, memtotal_mb=0):
+    """``auto`` or a size of at least 64M and at most the host's memory (``memtotal_mb``)."""
+    if value == "auto":
+        return []
+    match = _REDIS_SIZE_RE.match(str(value))
+    if not match:
+        return ["%s: %s is neither auto nor a size such as 512M or 4G (a number with an optional K, M, G or T suffix)"
+                % (name, value)]
+    size = int(match.group(1)) * 1024 ** "_KMGTPE".index(match.group(2) or "_")
+    if size < 64 * 1024 ** 2:
+        return ["%s: %s is below the minimum of 64M" % (name, value)]
+    if size > int(memtotal_mb or 0) * 1024 ** 2:
+        return ["%s: %s is more than the memory of this host (%s MB)" % (name, value, memtotal_mb)]
+    return []
+
+
+def _check_snapshot_points(value, name):
+    """Redis save points "<seconds> <changes>"."""
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        return ["%s: must be a list of snapshot points such as \"300 100\", got %s" % (name, type_name(value))]
+    return ["%s: %s is not a snapshot point \"<seconds> <changes>\" such as \"300 100\"" % (name, item)
+            for item in value if not re.match(r"^[1-9][0-9]* [1-9][0-9]*$", str(item))]
+
+
+def _check_ip_address_list(value, name):
+    """A non-empty list of IP addresses (the messages name the list, not the index)."""
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)) or not value:
+        return ["%s: must be a non-empty list of IP addresses" % name]
+    errors = []
+    for item in value:
+        errors.extend(_check_ip_address(item, name))
+    return errors
+
+
+def _check_postgresql_settings(value, name):
+    """postgresql.conf settings: a dict of setting names to values without line breaks."""
+    if not isinstance(value, Mapping):
+        return ["%s: must be a dict of postgresql.conf setting name to value" % name]
+    errors = ["%s: '%s' is not a setting name" % (name, key)
+              for key in value if not re.match(r"^[a-z][a-z0-9_.]*$", str(key))]
+    errors.extend("%s.%s: the value contains a line break" % (name, key)
+                  for key, setting in value.items() if isinstance(setting, str) and re.search(r"[\n\r]", setting))
+    return errors
+
+
 def _truthy(value):
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "on", "1")
@@ -533,7 +734,25 @@ _CHECKS = {
     "sysctl": _check_sysctl,
     "time_of_day": _check_time_of_day,
     "timezone": _check_timezone,
+    "access_key": _check_access_key,
+    "controller_files": _check_controller_files,
+    "data_dir": _check_data_dir,
+    "free_port": _check_free_port,
+    "grpc_ports": _check_grpc_ports,
+    "ip_address_list": _check_ip_address_list,
+    "ip_addresses": _check_ip_addresses,
+    "plain_key": _check_plain_key,
+    "postgresql_settings": _check_postgresql_settings,
+    "redis_bind": _check_redis_bind,
+    "redis_maxmemory": _check_redis_maxmemory,
+    "s3_bucket": _check_s3_bucket,
+    "snapshot_points": _check_snapshot_points,
+    "user_name": _check_user_name,
     "acme": _check_acme,
+    "env_values": _check_env_values,
+    "image_archives": _check_image_archives,
+    "known_keys": _check_known_keys,
+    "required_host": _check_required_host,
     "artifact": _check_artifact,
     "at_least": _check_at_least,
     "docker_daemon_extra": _check_docker_daemon_extra,
@@ -556,7 +775,7 @@ _CHECKS = {
     "whole_number": _check_whole_number,
 }
 # The keys of a check entry that are not arguments of its kind.
-_ENTRY_KEYS = ("name", "kind", "value", "when")
+_ENTRY_KEYS = ("name", "kind", "value", "when", "roles")
 
 
 def check(value, kind, name):
@@ -580,10 +799,11 @@ def check(value, kind, name):
     return func(value, name)
 
 
-def checks(entries):
-    """Error messages of a list of check entries ``{name, kind, value, when, ...}``.
+def checks(entries, roles=None):
+    """Error messages of a list of check entries ``{name, kind, value, when, roles, ...}``.
 
-    An entry whose ``when`` is false is skipped; its other keys are the arguments of its kind.
+    An entry whose ``when`` is false is skipped, and so is one whose ``roles`` (the roles that
+    use the input) has none of ``roles`` (when given); its other keys are the arguments of its kind.
     """
     if isinstance(entries, (str, Mapping)) or not isinstance(entries, (list, tuple)):
         raise AnsibleFilterError("selfhost.dify.checks: expects a list of check entries {name, kind, value, when}")
@@ -592,6 +812,8 @@ def checks(entries):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry.get("name"):
             raise AnsibleFilterError("selfhost.dify.checks: entry %d must be a dict with a name and a kind" % index)
         if not _truthy(entry.get("when", True)):
+            continue
+        if roles is not None and "roles" in entry and not set(_names(entry["roles"])) & set(_names(roles)):
             continue
         kind = entry.get("kind")
         try:
@@ -607,6 +829,20 @@ def checks(entries):
                 entry["name"], kind, exc)) from None
         errors.extend(func(entry.get("value"), entry["name"], **arguments))
     return errors
+
+
+def _names(value):
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _check_checks(value, name, role=None):
+    """A nested list of check entries (``name`` is not used: each entry names its variable),
+    those for ``role`` only when it is given: the inputs several roles share."""
+    del name
+    return checks(value, roles=None if role is None else _names(role))
+
+
+_CHECKS["checks"] = _check_checks
 
 
 class FilterModule:
