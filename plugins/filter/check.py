@@ -2,9 +2,12 @@
 # Copyright: selfhost.dify contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The ``selfhost.dify.check`` filter: preflight checks that return error messages.
+"""The ``selfhost.dify.check`` and ``selfhost.dify.checks`` filters: preflight checks that
+return error messages (``<variable>: <reason>``).
 
-Documentation: check.yml next to this file.
+``check`` checks one value; ``checks`` runs the check entries a role's preflight declares as
+data (``{name, kind, value, when, roles, ...}``), the kinds that compare several values
+included. Documentation: check.yml and checks.yml next to this file.
 """
 
 from __future__ import annotations
@@ -718,6 +721,17 @@ def _truthy(value):
     return bool(value)
 
 
+def _names(value):
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _check_checks(value, name, role=None):
+    """A nested list of check entries (``name`` is not used: each entry names its variable),
+    those for ``role`` only when it is given: the inputs several roles share."""
+    del name
+    return checks(value, roles=None if role is None else _names(role))
+
+
 _CHECKS = {
     "admin_users": _check_admin_users,
     "domain": _check_domain,
@@ -735,6 +749,7 @@ _CHECKS = {
     "time_of_day": _check_time_of_day,
     "timezone": _check_timezone,
     "access_key": _check_access_key,
+    "checks": _check_checks,
     "controller_files": _check_controller_files,
     "data_dir": _check_data_dir,
     "free_port": _check_free_port,
@@ -829,20 +844,6 @@ def checks(entries, roles=None):
                 entry["name"], kind, exc)) from None
         errors.extend(func(entry.get("value"), entry["name"], **arguments))
     return errors
-
-
-def _names(value):
-    return [value] if isinstance(value, str) else list(value or [])
-
-
-def _check_checks(value, name, role=None):
-    """A nested list of check entries (``name`` is not used: each entry names its variable),
-    those for ``role`` only when it is given: the inputs several roles share."""
-    del name
-    return checks(value, roles=None if role is None else _names(role))
-
-
-_CHECKS["checks"] = _check_checks
 
 
 class FilterModule:
