@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.selfhost.dify.plugins.filter.check import FilterModule, check
+from ansible_collections.selfhost.dify.plugins.filter.check import FilterModule, check, checks
 
 # A real key (test-only, generated for these tests) and a copy whose type was edited.
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILSCOrvJzEIxtmPKXjna/0ZH+hsXotLUBrSijFn1pJXh test@example"
@@ -16,7 +16,7 @@ ED25519_AS_RSA = ED25519.replace("ssh-ed25519", "ssh-rsa", 1)
 
 
 def test_filter_is_registered():
-    assert FilterModule().filters() == {"check": check}
+    assert FilterModule().filters() == {"check": check, "checks": checks}
 
 
 @pytest.mark.parametrize("value", ["Etc/UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"])
