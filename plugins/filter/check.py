@@ -260,16 +260,18 @@ def _check_whole_number(value, name, minimum=0, unit=""):
     return ["%s: must be a whole number of at least %d, got %s" % (name, minimum, text)]
 
 
-def _check_artifact(value, name, url="", path="", sha256=None, stat=None, required=False, what="binary"):
+def _check_artifact(value, name, url="", path="", sha256=None, stat=None, required=False, what="binary", hint=""):
     """A binary from ``<name>_url`` (the host downloads it) or ``<name>_path`` (a file on the
-    controller, whose ``stat`` with a sha256 checksum is given) and its ``<name>_sha256``."""
+    controller, whose ``stat`` with a sha256 checksum is given) and its ``<name>_sha256``;
+    ``hint`` says where such a URL points (e.g. a release page on a mirror)."""
     del value
     url_name, path_name, sha_name = name + "_url", name + "_path", name + "_sha256"
     url, path = url or "", path or ""
     errors = []
     if (url and path) or (required and not url and not path):
-        errors.append("%s / %s: set %s (a URL the host downloads the %s from, or a file on the controller)"
-                      % (url_name, path_name, "exactly one" if required else "only one", what))
+        errors.append("%s / %s: set %s (a URL the host downloads the %s from%s, or a file on the controller)"
+                      % (url_name, path_name, "exactly one" if required else "only one", what,
+                         ", " + hint if hint else ""))
     if not url and not path:
         return errors
     if url:

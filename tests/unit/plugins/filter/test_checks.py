@@ -277,6 +277,9 @@ def test_artifact_url_or_path():
                     "a file on the controller)"]
     assert _artifact(url="https://a.example.com/x", path="/x", sha256=SHA, required=True, what="artifact")[0] \
         .startswith("x_artifact_url / x_artifact_path: set exactly one (a URL the host downloads the artifact from")
+    assert _artifact(required=True, hint="e.g. a release on a mirror") == [
+        "x_artifact_url / x_artifact_path: set exactly one (a URL the host downloads the binary from, e.g. a "
+        "release on a mirror, or a file on the controller)"]
 
 
 def test_artifact_from_the_controller(tmp_path):
