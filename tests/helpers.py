@@ -400,6 +400,11 @@ def site_tags() -> dict[str, list[str]]:
     return tags
 
 
+# The roles site.yml applies in the labs (single-node and three-host: SeaweedFS and Caddy, the
+# defaults); every tag alone must run exactly these of its roles.
+APPLIED = ("base", "postgresql", "redis", "seaweedfs", "docker", "dify", "caddy")
+
+
 def assert_tag_alone_changes_nothing(inventory, tag: str, hosts, applied_roles) -> None:
     """`site.yml --tags <tag>` on a converged site: it succeeds on every host with changed=0,
     and runs the tasks of exactly those of the tag's roles the site applies (`applied_roles`)."""

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import assert_tag_alone_changes_nothing, site_tags
+from tests.helpers import APPLIED, assert_tag_alone_changes_nothing, site_tags
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
-# What site.yml applies in the single-node lab (SeaweedFS and Caddy, the defaults).
-APPLIED = ("base", "postgresql", "redis", "seaweedfs", "docker", "dify", "caddy")
 
 
 @pytest.mark.parametrize("tag", sorted(site_tags()))

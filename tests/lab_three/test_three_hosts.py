@@ -15,7 +15,7 @@ import json
 import pytest
 
 from tests import edge_kit
-from tests.helpers import (ansible_playbook, assert_tag_alone_changes_nothing, changed_tasks, container_ip,
+from tests.helpers import (APPLIED, ansible_playbook, assert_tag_alone_changes_nothing, changed_tasks, container_ip,
                            dify_console, docker,
                            lab as lab_script, listening, probe, recap, site_tags)
 from tests.lab.conftest import load_lab
@@ -27,8 +27,6 @@ EXPECTED_GROUPS = {
     "edge": ["edge1"], "dify": ["app1"],
     "postgresql": ["data1"], "redis": ["data1"], "object_storage": ["data1"],
 }
-# What site.yml applies in the lab (SeaweedFS and Caddy, the defaults).
-APPLIED = ("base", "postgresql", "redis", "seaweedfs", "docker", "dify", "caddy")
 DATA_PORTS = {"PostgreSQL": 5432, "Redis": 6379, "S3 (SeaweedFS)": 8333}
 DIFY_PORTS = {"api": 5001, "web": 3000, "plugin daemon": 5002}
 CADDY_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
