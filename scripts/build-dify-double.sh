@@ -15,7 +15,7 @@
 #   selfhost-dify/squid:trixie           Debian's squid, for the ssrf_proxy service.
 # Archive: $SELFHOST_CACHE_DIR/images/dify-double-<hash>.tar (+ .sha256), and the stable
 # symlinks dify-double.tar and dify-double.tar.sha256 pointing at them. The hash covers the
-# double's sources, probes.py and this script: a rerun with the images and the archive
+# double's sources and this script: a rerun with the images and the archive
 # present returns at once; with only the archive present (another Docker engine) the images
 # are loaded from it.
 set -euo pipefail
@@ -31,20 +31,18 @@ LABEL="selfhost.dify.build-hash"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
 SRC="$ROOT/tests/dify_double"
-PROBES="$ROOT/plugins/module_utils/probes.py"
 CACHE="${SELFHOST_CACHE_DIR:-$HOME/.cache/selfhost-dify}/images"
 
 say() { echo "build-dify-double: $*"; }
 die() { echo "build-dify-double: $*" >&2; exit 1; }
 
-[ -f "$PROBES" ] || die "$PROBES is missing (the double signs its S3 requests with it)"
 [ -f "$SRC/double.py" ] || die "$SRC/double.py is missing"
 
-# The hash: every source file of the double (not its README), probes.py and this script.
+# The hash: every source file of the double (not its README) and this script.
 HASH="$(
   cd "$ROOT"
   { find tests/dify_double -type f \( -name '*.py' -o -name 'Dockerfile' -o -name '*.sh' \) \
-      ! -path '*/__pycache__/*' -print; echo plugins/module_utils/probes.py; echo scripts/build-dify-double.sh; } \
+      ! -path '*/__pycache__/*' -print; echo scripts/build-dify-double.sh; } \
     | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12
 )"
 ARCHIVE="$CACHE/dify-double-$HASH.tar"
@@ -101,7 +99,7 @@ docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE is missin
 
 CONTEXT="$(mktemp -d /tmp/selfhost-dify-double.XXXXXX)"
 trap 'rm -rf "$CONTEXT"' EXIT
-cp "$SRC/double.py" "$SRC/Dockerfile" "$PROBES" "$CONTEXT/"
+cp "$SRC/double.py" "$SRC/Dockerfile" "$CONTEXT/"
 mkdir -p "$CONTEXT/squid"
 cp "$SRC/squid/Dockerfile" "$SRC/squid/squid-entrypoint.sh" "$CONTEXT/squid/"
 
