@@ -29,6 +29,7 @@ import math
 import re
 import socket
 import ssl
+import threading
 import traceback
 from collections import namedtuple
 from urllib.parse import quote, urlsplit
@@ -120,7 +121,7 @@ def _root_oserror(exc):
             continue
         seen.add(id(item))
         if isinstance(item, (ssl.SSLError, socket.timeout, socket.gaierror, ConnectionError)) or \
-                (type(item) is OSError and getattr(item, "errno", None)):
+                (isinstance(item, OSError) and getattr(item, "errno", None)):
             found = item
         kwargs = getattr(item, "kwargs", None)
         todo += [item.__cause__, item.__context__, kwargs.get("error") if isinstance(kwargs, dict) else None]
@@ -194,20 +195,32 @@ def s3_url(endpoint, bucket, key="", path_style=True):
     return parts.scheme, host, hostname, parts.port, path or "/"
 
 
+_S3_CLIENTS = {}
+_S3_LOCK = threading.Lock()
+
+
 def s3_client(endpoint, access_key, secret_key, region="us-east-1", path_style=True, timeout=10.0,
               validate_certs=True, ca_bundle=None):
     """A botocore S3 client for one endpoint and key pair: Signature Version 4 with the
     payload hashed (some servers refuse UNSIGNED-PAYLOAD), one attempt per call (the
-    module does the waiting), no credentials or settings read from the environment."""
+    module does the waiting), no credentials read from the environment. Made once per
+    set of arguments (making one loads the service model, most of a second) from one
+    session, under a lock (a session is not thread-safe; a client is)."""
     _split_url(endpoint)
-    session = botocore.session.Session()
-    config = BotocoreConfig(signature_version="s3v4", connect_timeout=timeout, read_timeout=timeout,
-                            retries={"total_max_attempts": 1, "mode": "standard"},
-                            s3={"addressing_style": "path" if path_style else "virtual",
-                                "payload_signing_enabled": True})
-    verify = (ca_bundle or True) if validate_certs else False
-    return session.create_client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key,
-                                 aws_secret_access_key=secret_key, verify=verify, config=config)
+    key = (endpoint, access_key, secret_key, region, path_style, float(timeout), validate_certs, ca_bundle)
+    with _S3_LOCK:
+        if key not in _S3_CLIENTS:
+            if "session" not in _S3_CLIENTS:
+                _S3_CLIENTS["session"] = botocore.session.Session()
+            config = BotocoreConfig(signature_version="s3v4", connect_timeout=timeout, read_timeout=timeout,
+                                    retries={"total_max_attempts": 1, "mode": "standard"},
+                                    s3={"addressing_style": "path" if path_style else "virtual",
+                                        "payload_signing_enabled": True})
+            verify = (ca_bundle or True) if validate_certs else False
+            _S3_CLIENTS[key] = _S3_CLIENTS["session"].create_client(
+                "s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key, verify=verify, config=config)
+        return _S3_CLIENTS[key]
 
 
 _HEAD_BUCKET_MEANING = {

@@ -22,6 +22,7 @@ import pytest
 
 from ansible_collections.selfhost.dify.plugins.module_utils import probes
 
+
 # -- client libraries ----------------------------------------------------------------------------
 def test_every_client_library_is_importable_here():
     for kind in ("postgresql", "redis", "s3"):
@@ -31,8 +32,8 @@ def test_every_client_library_is_importable_here():
 
 def test_a_missing_library_is_named_with_its_debian_package(monkeypatch):
     monkeypatch.setattr(probes, "REDIS_IMPORT_ERROR", "Traceback ...\nModuleNotFoundError: No module named 'redis'")
-    library, package, error = probes.missing_library("redis")
-    assert (library, package) == ("redis", "python3-redis") and "redis" in error
+    missing = probes.missing_library("redis")
+    assert missing[:2] == ("redis", "python3-redis") and "redis" in missing[2]
     assert probes.LIBRARIES == {"postgresql": ("psycopg2", "python3-psycopg2"), "redis": ("redis", "python3-redis"),
                                 "s3": ("botocore", "python3-botocore")}
 
