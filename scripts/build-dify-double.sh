@@ -16,7 +16,7 @@
 # Archive: $SELFHOST_CACHE_DIR/images/dify-double-<hash>.tar (+ .sha256), and the stable
 # symlinks dify-double.tar and dify-double.tar.sha256 pointing at them (scripts/lib/image-archive.sh,
 # shared with build-dify-api.sh). The hash covers the double's sources (all its modules),
-# probes.py, this script and that file: a rerun with the images and the archive
+# this script and that file: a rerun with the images and the archive
 # present returns at once; with only the archive present (another Docker engine) the images
 # are loaded from it.
 set -euo pipefail
@@ -32,7 +32,6 @@ LABEL="selfhost.dify.build-hash"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
 SRC="$ROOT/tests/dify_double"
-PROBES="$ROOT/plugins/module_utils/probes.py"
 CACHE="${SELFHOST_CACHE_DIR:-$HOME/.cache/selfhost-dify}/images"
 
 say() { echo "build-dify-double: $*"; }
@@ -40,15 +39,14 @@ die() { echo "build-dify-double: $*" >&2; exit 1; }
 # shellcheck source=scripts/lib/image-archive.sh
 . "$HERE/lib/image-archive.sh"
 
-[ -f "$PROBES" ] || die "$PROBES is missing (the double signs its S3 requests with it)"
 [ -f "$SRC/double.py" ] || die "$SRC/double.py is missing"
 
-# The hash: every source file of the double (not its README), probes.py, this script and the
+# The hash: every source file of the double (not its README), this script and the
 # archive functions it sources.
 HASH="$(
   cd "$ROOT"
   { find tests/dify_double -type f \( -name '*.py' -o -name 'Dockerfile' -o -name '*.sh' \) \
-      ! -path '*/__pycache__/*' -print; echo plugins/module_utils/probes.py; echo scripts/build-dify-double.sh;
+      ! -path '*/__pycache__/*' -print; echo scripts/build-dify-double.sh;
     echo scripts/lib/image-archive.sh; } \
     | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12
 )"
@@ -88,8 +86,8 @@ docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE is missin
 
 CONTEXT="$(mktemp -d /tmp/selfhost-dify-double.XXXXXX)"
 trap 'rm -rf "$CONTEXT"' EXIT
-# The double's modules (a package in the image) and probes.py, beside the Dockerfile.
-cp "$SRC"/*.py "$SRC/Dockerfile" "$PROBES" "$CONTEXT/"
+# The double's modules (a package in the image), beside the Dockerfile.
+cp "$SRC"/*.py "$SRC/Dockerfile" "$CONTEXT/"
 mkdir -p "$CONTEXT/squid"
 cp "$SRC/squid/Dockerfile" "$SRC/squid/squid-entrypoint.sh" "$CONTEXT/squid/"
 

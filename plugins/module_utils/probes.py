@@ -2,46 +2,85 @@
 # Copyright: selfhost.dify contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Health probes built on the Python standard library alone (Python 3.9+).
+"""Health probes: each asks the way the real client does, through that client's library.
 
-This file imports nothing from Ansible, so it also works as a plain module copied next to
-a script or into a container image. Every probe logs in or asks the way the real client
-does, and answers with a `Result` (``ok``, ``detail``); the detail is one readable line that
-quotes the server's own reason and never holds a password or secret key.
+This file imports nothing from Ansible. Every probe answers with a `Result` (``ok``,
+``detail``); the detail is one readable line that quotes the server's own reason and never
+holds a password or secret key.
 
-- ``s3_request`` / ``s3_head_bucket`` / ``probe_s3``: S3 requests signed with AWS Signature
-  Version 4 (the payload hash is the real SHA-256 of the body, as some servers refuse
-  ``UNSIGNED-PAYLOAD``), path style or virtual-hosted style;
-- ``probe_http``: an HTTP(S) request, the expected status codes and, optionally, expected
-  values in the JSON answer;
+- ``probe_http``: an HTTP(S) request (``http.client``), the expected status codes and,
+  optionally, expected values in the JSON answer;
 - ``probe_tcp``: a TCP connection;
-- ``probe_postgresql``: a login over the PostgreSQL wire protocol 3.0 (SCRAM-SHA-256
-  without channel binding, MD5 or cleartext password; no TLS, as with ``sslmode=disable``),
-  then ``SELECT 1``;
-- ``probe_redis``: ``AUTH`` (ACL user and password, or password alone) and ``PING`` over
-  RESP.
+- ``probe_postgresql``: a login with psycopg2 (libpq), then ``SELECT 1``;
+- ``probe_redis``: ``AUTH`` (ACL user and password, or password alone) and ``PING`` with
+  redis-py;
+- ``probe_s3``: ``HeadBucket`` with botocore, signed with AWS Signature Version 4, path style
+  or virtual-hosted style.
+
+The three libraries are optional imports: `missing_library` names the one a check type
+needs when it cannot be imported, with the Debian package that provides it.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime
-import hashlib
-import hmac
 import http.client
 import json
-import os
+import math
 import re
 import socket
 import ssl
-import struct
+import threading
+import traceback
 from collections import namedtuple
 from urllib.parse import quote, urlsplit
+
+try:
+    import psycopg2
+except ImportError:
+    psycopg2 = None
+    PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
+else:
+    PSYCOPG2_IMPORT_ERROR = None
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:
+    redis = None
+    REDIS_IMPORT_ERROR = traceback.format_exc()
+else:
+    REDIS_IMPORT_ERROR = None
+
+try:
+    import botocore.session
+    from botocore.config import Config as BotocoreConfig
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+except ImportError:
+    botocore = None
+    BOTOCORE_IMPORT_ERROR = traceback.format_exc()
+else:
+    BOTOCORE_IMPORT_ERROR = None
 
 Result = namedtuple("Result", ["ok", "detail"])
 
 BODY_EXCERPT = 300
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+# The client library each check type needs: (import name, Debian package).
+LIBRARIES = {
+    "postgresql": ("psycopg2", "python3-psycopg2"),
+    "redis": ("redis", "python3-redis"),
+    "s3": ("botocore", "python3-botocore"),
+}
+
+
+def missing_library(kind):
+    """(library, Debian package, import traceback) when the library a check type needs
+    cannot be imported; None when it can (or the type needs none)."""
+    if kind not in LIBRARIES:
+        return None
+    error = {"postgresql": PSYCOPG2_IMPORT_ERROR, "redis": REDIS_IMPORT_ERROR, "s3": BOTOCORE_IMPORT_ERROR}[kind]
+    return LIBRARIES[kind] + (error,) if error else None
 
 
 def _excerpt(data, limit=BODY_EXCERPT):
@@ -70,7 +109,27 @@ def describe_oserror(exc):
     return text or type(exc).__name__
 
 
-# -- HTTP --------------------------------------------------------------------------------------
+def _root_oserror(exc):
+    """The socket-level OSError behind a library's exception (its cause, its context or
+    the ``error`` botocore keeps), or None."""
+    seen = set()
+    todo = [exc]
+    found = None
+    while todo:
+        item = todo.pop(0)
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (ssl.SSLError, socket.timeout, socket.gaierror, ConnectionError)) or \
+                (isinstance(item, OSError) and getattr(item, "errno", None)):
+            found = item
+        kwargs = getattr(item, "kwargs", None)
+        todo += [item.__cause__, item.__context__, kwargs.get("error") if isinstance(kwargs, dict) else None]
+        todo += [arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException)]
+    return found
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
 def _ssl_context(validate_certs=True, ca_bundle=None):
     if not validate_certs:
         context = ssl.create_default_context()
@@ -110,65 +169,9 @@ def http_request(method, url, body=b"", headers=None, timeout=10.0, validate_cer
         conn.close()
 
 
-# -- S3 and AWS Signature Version 4 ------------------------------------------------------------
-def _uri_encode(value, slash=True):
-    """URI-encode as SigV4 wants: everything but A-Z a-z 0-9 - _ . ~ (and '/' in paths)."""
-    return quote(value, safe="/~" if slash else "~")
-
-
-def _hmac(key, msg):
-    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
-
-
-def signing_key(secret_key, date, region, service="s3"):
-    """The SigV4 signing key for a day (YYYYMMDD), region and service."""
-    key = _hmac(("AWS4" + secret_key).encode("utf-8"), date)
-    key = _hmac(key, region)
-    key = _hmac(key, service)
-    return _hmac(key, "aws4_request")
-
-
-def canonical_query(query):
-    """The SigV4 canonical query string of a dict (or list of pairs); None values are ''."""
-    if not query:
-        return ""
-    items = query.items() if isinstance(query, dict) else query
-    pairs = sorted((_uri_encode(str(k), False), _uri_encode("" if v is None else str(v), False)) for k, v in items)
-    return "&".join("%s=%s" % pair for pair in pairs)
-
-
-def sigv4_headers(method, host, path, query, headers, payload_hash, access_key, secret_key,
-                  region="us-east-1", service="s3", amz_date=None):
-    """The headers of a request signed with AWS Signature Version 4.
-
-    `path` is the already URI-encoded absolute path, `query` a dict, `headers` the extra
-    headers to sign (the ``Host``, ``x-amz-date`` and ``x-amz-content-sha256`` headers are
-    added), `amz_date` the time as YYYYMMDD'T'HHMMSS'Z' (now when None). Returns a new dict
-    holding every header to send, ``Authorization`` included."""
-    if amz_date is None:
-        amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    date = amz_date[:8]
-    signed = dict((k.lower(), " ".join(str(v).split())) for k, v in (headers or {}).items())
-    signed["host"] = host
-    signed["x-amz-date"] = amz_date
-    signed["x-amz-content-sha256"] = payload_hash
-    names = sorted(signed)
-    canonical = "\n".join([
-        method.upper(),
-        path or "/",
-        canonical_query(query),
-        "".join("%s:%s\n" % (name, signed[name]) for name in names),
-        ";".join(names),
-        payload_hash,
-    ])
-    scope = "%s/%s/%s/aws4_request" % (date, region, service)
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
-    signature = hmac.new(signing_key(secret_key, date, region, service), to_sign.encode("utf-8"),
-                         hashlib.sha256).hexdigest()
-    result = dict(signed)
-    result["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
-        access_key, scope, ";".join(names), signature)
-    return result
+# -- S3 (botocore) -------------------------------------------------------------------------------
+def _uri_encode(value):
+    return quote(value, safe="/~")
 
 
 def _default_port(scheme, port):
@@ -176,7 +179,8 @@ def _default_port(scheme, port):
 
 
 def s3_url(endpoint, bucket, key="", path_style=True):
-    """(scheme, host header, connect host, port, encoded path) of an object or bucket."""
+    """(scheme, host header, connect host, port, encoded path) of an object or bucket, as
+    the request addresses it (for the result's target)."""
     parts = _split_url(endpoint)
     hostname = parts.hostname
     if not path_style and bucket:
@@ -191,51 +195,32 @@ def s3_url(endpoint, bucket, key="", path_style=True):
     return parts.scheme, host, hostname, parts.port, path or "/"
 
 
-def s3_request(method, endpoint, bucket, key="", body=b"", access_key="", secret_key="",
-               region="us-east-1", path_style=True, timeout=10.0, validate_certs=True,
-               ca_bundle=None, headers=None, query=None):
-    """A request to an S3 endpoint, signed with AWS Signature V4 when `access_key` is set
-    (anonymous otherwise). Returns (status, lower-cased headers, body); an HTTP error
-    status is returned, a connection failure raises OSError."""
-    scheme, host, connect_host, port, path = s3_url(endpoint, bucket, key, path_style)
-    body = body or b""
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    send = dict(headers or {})
-    if access_key:
-        send = sigv4_headers(method, host, path, query, send, hashlib.sha256(body).hexdigest(),
-                             access_key, secret_key, region)
-    else:
-        send["host"] = host
-    target = path + ("?" + canonical_query(query) if query else "")
-    if scheme == "https":
-        conn = http.client.HTTPSConnection(connect_host, port, timeout=timeout,
-                                           context=_ssl_context(validate_certs, ca_bundle))
-    else:
-        conn = http.client.HTTPConnection(connect_host, port, timeout=timeout)
-    try:
-        # skip_host: the Host header is ours (it is part of the signature).
-        conn.putrequest(method.upper(), target, skip_host=True, skip_accept_encoding=True)
-        for name, value in send.items():
-            conn.putheader(name, value)
-        if body or method.upper() in ("PUT", "POST"):
-            conn.putheader("content-length", str(len(body)))
-        conn.endheaders(body or None)
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), data
-    except http.client.HTTPException as exc:
-        raise ConnectionError("malformed HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc))
-    finally:
-        conn.close()
+_S3_CLIENTS = {}
+_S3_LOCK = threading.Lock()
 
 
-def s3_error(body):
-    """(code, message) of an S3 XML error body; (None, None) when there is none."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-    code = re.search(r"<Code>\s*([^<]*?)\s*</Code>", text)
-    message = re.search(r"<Message>\s*([^<]*?)\s*</Message>", text)
-    return (code.group(1) if code else None), (message.group(1) if message else None)
+def s3_client(endpoint, access_key, secret_key, region="us-east-1", path_style=True, timeout=10.0,
+              validate_certs=True, ca_bundle=None):
+    """A botocore S3 client for one endpoint and key pair: Signature Version 4 with the
+    payload hashed (some servers refuse UNSIGNED-PAYLOAD), one attempt per call (the
+    module does the waiting), no credentials read from the environment. Made once per
+    set of arguments (making one loads the service model, most of a second) from one
+    session, under a lock (a session is not thread-safe; a client is)."""
+    _split_url(endpoint)
+    key = (endpoint, access_key, secret_key, region, path_style, float(timeout), validate_certs, ca_bundle)
+    with _S3_LOCK:
+        if key not in _S3_CLIENTS:
+            if "session" not in _S3_CLIENTS:
+                _S3_CLIENTS["session"] = botocore.session.Session()
+            config = BotocoreConfig(signature_version="s3v4", connect_timeout=timeout, read_timeout=timeout,
+                                    retries={"total_max_attempts": 1, "mode": "standard"},
+                                    s3={"addressing_style": "path" if path_style else "virtual",
+                                        "payload_signing_enabled": True})
+            verify = (ca_bundle or True) if validate_certs else False
+            _S3_CLIENTS[key] = _S3_CLIENTS["session"].create_client(
+                "s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key, verify=verify, config=config)
+        return _S3_CLIENTS[key]
 
 
 _HEAD_BUCKET_MEANING = {
@@ -246,43 +231,64 @@ _HEAD_BUCKET_MEANING = {
 }
 
 
-def s3_head_bucket(endpoint, bucket, access_key, secret_key, region="us-east-1",
-                   path_style=True, timeout=10.0, validate_certs=True, ca_bundle=None):
-    """HEAD the bucket with the key pair: (status, readable detail).
+def _client_error(exc):
+    """(HTTP status, headers, error code, message) of a botocore ClientError."""
+    response = exc.response or {}
+    meta = response.get("ResponseMetadata") or {}
+    error = response.get("Error") or {}
+    code = error.get("Code")
+    status = meta.get("HTTPStatusCode") or 0
+    # A HEAD answer has no body: botocore then names the error by the status alone.
+    if code and code.isdigit():
+        code = None
+    return status, meta.get("HTTPHeaders") or {}, code, error.get("Message") if code else None
 
-    A HEAD answer has no body, so after a refusal a GET on the bucket's location fetches
-    the server's error code (e.g. InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied)
-    for the detail. A connection failure raises OSError."""
-    common = dict(access_key=access_key, secret_key=secret_key, region=region, path_style=path_style,
-                  timeout=timeout, validate_certs=validate_certs, ca_bundle=ca_bundle)
-    status, headers, dummy = s3_request("HEAD", endpoint, bucket, **common)
-    if status == 200:
-        return status, "bucket %s exists and the key can read it" % bucket
+
+def s3_head_bucket(client, bucket, region="us-east-1"):
+    """HEAD the bucket: (status, readable detail).
+
+    A HEAD answer has no body, so after a refusal a GetBucketLocation fetches the server's
+    error code (e.g. InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied) for the
+    detail. A connection failure raises botocore's exception."""
+    try:
+        client.head_bucket(Bucket=bucket)
+        return 200, "bucket %s exists and the key can read it" % bucket
+    except ClientError as exc:
+        status, headers, code, message = _client_error(exc)
     reason = http.client.responses.get(status, "HTTP error")
     meaning = _HEAD_BUCKET_MEANING.get(status, "unexpected answer for bucket {bucket}")
     detail = "%d %s: %s" % (status, reason, meaning.format(bucket=bucket, region=region))
     if status == 301 and headers.get("x-amz-bucket-region"):
         detail += "; the server names region %s" % headers["x-amz-bucket-region"]
-    if 400 <= status < 500:
+    if 400 <= status < 500 and not code:
         try:
-            dummy, dummy, body = s3_request("GET", endpoint, bucket, query={"location": ""}, **common)
-        except OSError:
-            body = b""
-        code, message = s3_error(body)
-        if code:
-            detail += " (%s%s)" % (code, ": " + message if message else "")
+            client.get_bucket_location(Bucket=bucket)
+        except ClientError as exc:
+            dummy, dummy, code, message = _client_error(exc)
+        except BotoCoreError:
+            pass
+    if code:
+        detail += " (%s%s)" % (code, ": " + message if message else "")
     return status, detail
+
+
+def _describe_botocore(exc):
+    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
+        return "timed out"
+    root = _root_oserror(exc)
+    return describe_oserror(root) if root is not None else str(exc)
 
 
 def probe_s3(endpoint, bucket, access_key, secret_key, region="us-east-1", path_style=True,
              timeout=10.0, validate_certs=True, ca_bundle=None):
     """Healthy when the key pair can HEAD the bucket (answer 200)."""
     try:
-        status, detail = s3_head_bucket(endpoint, bucket, access_key, secret_key, region, path_style,
-                                        timeout, validate_certs, ca_bundle)
-    except (OSError, ValueError) as exc:
-        return Result(False, "cannot reach %s: %s" % (endpoint, describe_oserror(exc)
-                                                      if isinstance(exc, OSError) else exc))
+        client = s3_client(endpoint, access_key, secret_key, region, path_style, timeout, validate_certs, ca_bundle)
+        status, detail = s3_head_bucket(client, bucket, region)
+    except ValueError as exc:
+        return Result(False, "cannot reach %s: %s" % (endpoint, exc))
+    except BotoCoreError as exc:
+        return Result(False, "cannot reach %s: %s" % (endpoint, _describe_botocore(exc)))
     return Result(status == 200, detail)
 
 
@@ -362,195 +368,29 @@ def probe_http(url, method="GET", status=(200,), json_fields=None, headers=None,
 
 
 # -- TCP probe -----------------------------------------------------------------------------------
-def _connect(host, port, timeout):
-    return socket.create_connection((host, int(port)), timeout=timeout)
-
-
 def probe_tcp(host, port, timeout=10.0):
     """Healthy when a TCP connection to host:port opens."""
     try:
-        sock = _connect(host, port, timeout)
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as exc:
         return Result(False, "cannot connect: %s" % describe_oserror(exc))
     sock.close()
     return Result(True, "port %s accepts connections" % port)
 
 
-# -- SCRAM-SHA-256 (RFC 5802, RFC 7677) ------------------------------------------------------------
-def _saslprep(password):
-    """The password as SCRAM wants it: ASCII passwords are used as they are; others are
-    NFKC-normalised with non-ASCII spaces mapped to a space and "commonly mapped to nothing"
-    characters removed (the common part of RFC 4013; PostgreSQL itself falls back to the
-    raw bytes when a password is not valid SASLprep)."""
-    if all(ord(c) < 128 for c in password):
-        return password
-    import unicodedata
-    mapped = "".join(" " if unicodedata.category(c) == "Zs" else c for c in password
-                     if c not in "\u00ad\u034f\u1806\u180b\u180c\u180d\u200b\u200c\u200d\u2060\ufe00\ufeff")
-    return unicodedata.normalize("NFKC", mapped)
-
-
-class ScramError(Exception):
-    """The SCRAM exchange went wrong (the server's answer is malformed or not genuine)."""
-
-
-class ScramSha256:
-    """The client side of SCRAM-SHA-256 without channel binding (gs2 header ``n,,``).
-
-    PostgreSQL ignores the SCRAM user name (the startup message names the user), so it is
-    empty by default."""
-
-    GS2_HEADER = "n,,"
-
-    def __init__(self, password, username="", nonce=None):
-        self.password = _saslprep(password)
-        self.username = username.replace("=", "=3D").replace(",", "=2C")
-        self.nonce = nonce or base64.b64encode(os.urandom(18)).decode("ascii")
-        self.client_first_bare = "n=%s,r=%s" % (self.username, self.nonce)
-        self.server_signature = None
-
-    def first(self):
-        """client-first-message."""
-        return self.GS2_HEADER + self.client_first_bare
-
-    def final(self, server_first):
-        """client-final-message (with the proof) for the server-first-message."""
-        attrs = _scram_attributes(server_first)
-        if "e" in attrs:
-            raise ScramError("the server refused the exchange: %s" % attrs["e"])
-        try:
-            nonce, salt, iterations = attrs["r"], base64.b64decode(attrs["s"]), int(attrs["i"])
-        except (KeyError, ValueError, TypeError):
-            raise ScramError("malformed server-first-message")
-        if not nonce.startswith(self.nonce) or len(nonce) == len(self.nonce):
-            raise ScramError("the server's nonce does not extend ours")
-        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode("utf-8"), salt, iterations)
-        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        stored_key = hashlib.sha256(client_key).digest()
-        without_proof = "c=%s,r=%s" % (base64.b64encode(self.GS2_HEADER.encode("ascii")).decode("ascii"), nonce)
-        auth_message = ",".join([self.client_first_bare, server_first, without_proof]).encode("utf-8")
-        client_signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
-        proof = bytes(a ^ b for a, b in zip(client_key, client_signature))
-        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        self.server_signature = hmac.new(server_key, auth_message, hashlib.sha256).digest()
-        return "%s,p=%s" % (without_proof, base64.b64encode(proof).decode("ascii"))
-
-    def verify(self, server_final):
-        """Check the server-final-message (the server proves it knows the password too)."""
-        attrs = _scram_attributes(server_final)
-        if "e" in attrs:
-            raise ScramError("the server refused the proof: %s" % attrs["e"])
-        try:
-            signature = base64.b64decode(attrs["v"])
-        except (KeyError, ValueError, TypeError):
-            raise ScramError("malformed server-final-message")
-        if self.server_signature is None or not hmac.compare_digest(signature, self.server_signature):
-            raise ScramError("the server's signature is wrong (it does not know the password)")
-
-
-def _scram_attributes(message):
-    attrs = {}
-    for part in message.split(","):
-        if len(part) >= 2 and part[1] == "=":
-            attrs.setdefault(part[0], part[2:])
-    return attrs
-
-
-# -- PostgreSQL probe (wire protocol 3.0) ----------------------------------------------------------
-PG_PROTOCOL = 196608  # 3.0
-
-
-class PgError(Exception):
-    """An ErrorResponse from the server (the message is the server's)."""
-
-    def __init__(self, fields):
-        self.fields = fields
-        message = fields.get("M") or "unknown error"
-        super().__init__(message)
-
-
-def pg_fields(payload):
-    """The fields of an ErrorResponse/NoticeResponse payload as {code letter: text}."""
-    fields = {}
-    for item in payload.split(b"\0"):
-        if item:
-            fields[chr(item[0])] = item[1:].decode("utf-8", "replace")
-    return fields
-
-
-def _recv_exact(sock, size):
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        data += chunk
-    return data
-
-
-def _pg_message(sock):
-    """(type byte as str, payload) of the next backend message."""
-    head = _recv_exact(sock, 5)
-    kind, length = chr(head[0]), struct.unpack("!I", head[1:])[0]
-    if length < 4 or length > 1 << 24:
-        raise ConnectionError("not a PostgreSQL server (bad message length)")
-    return kind, _recv_exact(sock, length - 4)
-
-
-def _pg_send(sock, kind, payload):
-    sock.sendall(kind + struct.pack("!I", len(payload) + 4) + payload)
-
-
-def startup_message(user, database, application_name="selfhost.dify health"):
-    params = b"".join(k.encode() + b"\0" + v.encode("utf-8") + b"\0" for k, v in (
-        ("user", user), ("database", database), ("application_name", application_name)))
-    body = struct.pack("!I", PG_PROTOCOL) + params + b"\0"
-    return struct.pack("!I", len(body) + 4) + body
-
-
-def md5_password(user, password, salt):
-    """The answer to AuthenticationMD5Password."""
-    inner = hashlib.md5((password + user).encode("utf-8")).hexdigest()  # nosec: the protocol's
-    return "md5" + hashlib.md5(inner.encode("ascii") + salt).hexdigest()
-
-
-def _pg_authenticate(sock, user, password):
-    """Answer the server's authentication requests until AuthenticationOk. Returns the
-    method used (trust, password, md5, SCRAM-SHA-256)."""
-    method, scram = "trust", None
-    while True:
-        kind, payload = _pg_message(sock)
-        if kind == "E":
-            raise PgError(pg_fields(payload))
-        if kind == "N":
-            continue
-        if kind != "R":
-            raise ConnectionError("unexpected message %r during authentication" % kind)
-        code = struct.unpack("!I", payload[:4])[0]
-        if code == 0:
-            return method
-        if code in (3, 5, 10) and password is None:
-            raise PgError({"M": "the server asks for a password and none is set"})
-        if code == 3:
-            method = "password"
-            _pg_send(sock, b"p", password.encode("utf-8") + b"\0")
-        elif code == 5:
-            method = "md5"
-            _pg_send(sock, b"p", md5_password(user, password, payload[4:8]).encode("ascii") + b"\0")
-        elif code == 10:
-            mechanisms = [m.decode("ascii", "replace") for m in payload[4:].split(b"\0") if m]
-            if "SCRAM-SHA-256" not in mechanisms:
-                raise PgError({"M": "the server offers only SASL %s (SCRAM-SHA-256 without channel binding "
-                                    "is supported)" % ", ".join(mechanisms)})
-            method, scram = "SCRAM-SHA-256", ScramSha256(password)
-            first = scram.first().encode("utf-8")
-            _pg_send(sock, b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first)
-        elif code == 11 and scram is not None:
-            _pg_send(sock, b"p", scram.final(payload[4:].decode("utf-8")).encode("utf-8"))
-        elif code == 12 and scram is not None:
-            scram.verify(payload[4:].decode("utf-8"))
-        else:
-            raise PgError({"M": "unsupported authentication request %d (GSSAPI, SSPI or Kerberos)" % code})
+# -- PostgreSQL probe (psycopg2) -----------------------------------------------------------------
+def pg_reason(message):
+    """The server's reason out of a libpq connection error: libpq writes one
+    'connection to server at "...", port N failed: <reason>' per address it tried; the
+    first reason the server itself gave (FATAL/ERROR) is the one that matters, else the
+    last one. The severity and libpq's hints are left out."""
+    attempts = [part.strip() for part in re.split(r'connection to server (?:at|on) "[^"]*"(?:[^:]*?)? failed:',
+                                                  message or "") if part.strip()]
+    if not attempts:
+        return "unknown error"
+    chosen = next((a for a in attempts if re.match(r"^(FATAL|ERROR|PANIC):", a)), attempts[-1])
+    chosen = re.sub(r"^(FATAL|ERROR|PANIC):\s+", "", chosen)
+    return chosen.splitlines()[0].strip()
 
 
 def probe_postgresql(host, port=5432, user="postgres", password=None, database=None, timeout=10.0):
@@ -559,153 +399,77 @@ def probe_postgresql(host, port=5432, user="postgres", password=None, database=N
     'password authentication failed for user "dify"'."""
     database = database or user
     try:
-        sock = _connect(host, port, timeout)
-    except OSError as exc:
-        return Result(False, "cannot connect: %s" % describe_oserror(exc))
+        conn = psycopg2.connect(host=host, port=int(port), user=user, password=password or "", dbname=database,
+                                sslmode="disable", connect_timeout=max(2, int(math.ceil(timeout))),
+                                application_name="selfhost.dify health")
+    except psycopg2.Error as exc:
+        reason = pg_reason(str(exc))
+        if reason.lower().startswith(("connection refused", "timeout expired", "could not translate host name",
+                                      "network is unreachable", "no route to host")):
+            words = {"connection refused": "connection refused", "timeout expired": "timed out"}
+            return Result(False, "cannot connect: %s" % words.get(reason.lower(), reason))
+        code = getattr(exc, "pgcode", None)
+        return Result(False, "%s%s" % (reason, " (SQLSTATE %s)" % code if code else ""))
     try:
-        sock.sendall(startup_message(user, database))
-        method = _pg_authenticate(sock, user, password)
-        params = {}
-        while True:  # ParameterStatus, BackendKeyData, ... up to ReadyForQuery
-            kind, payload = _pg_message(sock)
-            if kind == "E":
-                raise PgError(pg_fields(payload))
-            if kind == "S":
-                parts = payload.split(b"\0")
-                params[parts[0].decode("utf-8", "replace")] = parts[1].decode("utf-8", "replace")
-            if kind == "Z":
-                break
-        _pg_send(sock, b"Q", b"SELECT 1\0")
-        value = None
-        while True:
-            kind, payload = _pg_message(sock)
-            if kind == "E":
-                raise PgError(pg_fields(payload))
-            if kind == "D":
-                count = struct.unpack("!H", payload[:2])[0]
-                if count:
-                    size = struct.unpack("!i", payload[2:6])[0]
-                    value = payload[6:6 + size].decode("utf-8", "replace") if size >= 0 else None
-            if kind == "Z":
-                break
-        try:
-            _pg_send(sock, b"X", b"")
-        except OSError:
-            pass
-    except PgError as exc:
-        code = exc.fields.get("C")
-        return Result(False, "%s%s" % (exc, " (SQLSTATE %s)" % code if code else ""))
-    except ScramError as exc:
-        return Result(False, "SCRAM-SHA-256: %s" % exc)
-    except OSError as exc:
-        return Result(False, "connection failed: %s" % describe_oserror(exc))
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            value = cursor.fetchone()[0]
+        version = conn.get_parameter_status("server_version")
+    except psycopg2.Error as exc:
+        code = getattr(exc, "pgcode", None)
+        return Result(False, "%s%s" % (pg_reason(str(exc)), " (SQLSTATE %s)" % code if code else ""))
     finally:
-        sock.close()
-    if value != "1":
+        conn.close()
+    if value != 1:
         return Result(False, "logged in but SELECT 1 answered %r" % value)
-    version = params.get("server_version")
-    return Result(True, "logged in as %s to %s (%s)%s, SELECT 1 answered" % (
-        user, database, method, ", PostgreSQL %s" % version if version else ""))
+    return Result(True, "logged in as %s to %s%s, SELECT 1 answered" % (
+        user, database, ", PostgreSQL %s" % version if version else ""))
 
 
-# -- Redis probe (RESP) --------------------------------------------------------------------------
-class RespError(str):
-    """An error reply (``-WRONGPASS ...``): a str holding the server's text."""
+# -- Redis probe (redis-py) ----------------------------------------------------------------------
+def _redis_reason(exc, default_code):
+    """The server's error reply as it sent it: redis-py keeps the text after the error
+    code, and (since 5.0) the code itself."""
+    code = getattr(exc, "status_code", None) or default_code
+    text = str(exc)
+    return "%s %s" % (code, text) if code and not text.startswith(code) else text
 
 
-class Incomplete(Exception):
-    """More bytes are needed to parse a reply."""
-
-
-def resp_command(*args):
-    """A command as a RESP array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def parse_resp(buf, pos=0):
-    """(value, next position) of the RESP2 reply at `pos`: simple strings and bulk strings
-    as str (None for a null), integers as int, arrays as lists, errors as RespError.
-    Raises Incomplete when `buf` ends early, ValueError when it is not RESP."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise Incomplete()
-    kind, line = buf[pos:pos + 1], buf[pos + 1:end].decode("utf-8", "replace")
-    nxt = end + 2
-    if kind == b"+":
-        return line, nxt
-    if kind == b"-":
-        return RespError(line), nxt
-    if kind == b":":
-        return int(line), nxt
-    if kind == b"$":
-        size = int(line)
-        if size < 0:
-            return None, nxt
-        if len(buf) < nxt + size + 2:
-            raise Incomplete()
-        return buf[nxt:nxt + size].decode("utf-8", "replace"), nxt + size + 2
-    if kind == b"*":
-        count = int(line)
-        if count < 0:
-            return None, nxt
-        items = []
-        for dummy in range(count):
-            item, nxt = parse_resp(buf, nxt)
-            items.append(item)
-        return items, nxt
-    raise ValueError("not a RESP reply: %r" % _excerpt(buf[pos:pos + 40]))
-
-
-class _RespReader:
-    def __init__(self, sock):
-        self.sock, self.buf = sock, b""
-
-    def reply(self):
-        while True:
-            try:
-                value, used = parse_resp(self.buf)
-                self.buf = self.buf[used:]
-                return value
-            except Incomplete:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("the server closed the connection")
-                self.buf += chunk
+def _major(version):
+    match = re.match(r"\d+", str(version or ""))
+    return int(match.group(0)) if match else 0
 
 
 def probe_redis(host, port=6379, password=None, username=None, timeout=10.0):
     """Healthy when ``AUTH`` (if a password is given) answers OK and ``PING`` answers PONG.
     The detail of a refusal is the server's (WRONGPASS, NOAUTH, NOPERM ...)."""
-    try:
-        sock = _connect(host, port, timeout)
-    except OSError as exc:
-        return Result(False, "cannot connect: %s" % describe_oserror(exc))
     who = username or "default"
+    # One attempt (the module does the waiting); AUTH is sent on connecting, when a
+    # password is set, then PING. RESP2 as Dify speaks it (redis-py 5 and later would
+    # otherwise open with HELLO 3 where they can).
+    extra = {"protocol": 2} if _major(redis.__version__) >= 5 else {}
+    client = redis.Redis(host=host, port=int(port), username=username if password else None,
+                         password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout,
+                         retry=Retry(NoBackoff(), 0), **extra)
     try:
-        reader = _RespReader(sock)
+        answer = client.ping()
+    except redis.AuthenticationError as exc:
         if password:
-            sock.sendall(resp_command("AUTH", username, password) if username else resp_command("AUTH", password))
-            answer = reader.reply()
-            if isinstance(answer, RespError):
-                return Result(False, "AUTH as %s refused: %s" % (who, answer))
-        sock.sendall(resp_command("PING"))
-        answer = reader.reply()
-        if isinstance(answer, RespError):
-            return Result(False, "PING refused: %s" % answer)
-        if answer != "PONG":
-            return Result(False, "PING answered %r, expected PONG" % _excerpt(str(answer), 80))
-        try:
-            sock.sendall(resp_command("QUIT"))
-        except OSError:
-            pass
-    except ValueError as exc:
+            return Result(False, "AUTH as %s refused: %s" % (who, _redis_reason(exc, "WRONGPASS")))
+        return Result(False, "PING refused: %s" % _redis_reason(exc, "NOAUTH"))
+    except redis.exceptions.NoPermissionError as exc:
+        return Result(False, "PING refused: %s" % _redis_reason(exc, "NOPERM"))
+    except (redis.exceptions.InvalidResponse, redis.exceptions.DataError) as exc:
         return Result(False, "not a Redis server: %s" % exc)
-    except OSError as exc:
-        return Result(False, "connection failed: %s" % describe_oserror(exc))
+    except redis.ResponseError as exc:
+        return Result(False, "%s refused: %s" % ("AUTH as %s" % who if password else "PING", _redis_reason(exc, None)))
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        root = _root_oserror(exc)
+        if isinstance(exc, redis.TimeoutError) and root is None:
+            return Result(False, "cannot connect: timed out")
+        return Result(False, "cannot connect: %s" % (describe_oserror(root) if root is not None else exc))
     finally:
-        sock.close()
+        client.close()
+    if answer is not True:
+        return Result(False, "PING answered %r, expected PONG" % _excerpt(str(answer), 80))
     return Result(True, "PING answered PONG%s" % (" (logged in as %s)" % who if password else ""))

@@ -17,8 +17,11 @@ description:
   - Every check is probed once; the failing ones are probed again, with a pause that
     starts at O(interval) seconds and doubles up to 10 seconds, until they pass or the time
     is up. Checks are probed side by side (one thread each).
-  - The probes use the Python standard library only (Python 3.9 or later); the host needs no
-    client package (no psql, redis-cli, curl, boto3).
+  - Each check talks to its service through that service's Python client library on the
+    managed host, as Dify does - psycopg2 for V(postgresql), redis-py for V(redis), botocore
+    for V(s3) (Debian packages C(python3-psycopg2), C(python3-redis), C(python3-botocore)).
+    Only the libraries of the types listed are needed; V(http) and V(tcp) need none. A
+    missing library fails the task before any probe, naming the package to install.
   - Read-only, so it runs the same in check mode and never reports a change.
   - The result lists every check with its target, whether it is healthy, and the detail
     (the server's own reason when it refused, such as C(password authentication failed
@@ -45,16 +48,16 @@ options:
         application names what is wrong. Uses O(checks[].headers),
         O(checks[].validate_certs) and O(checks[].ca_bundle).
       - V(tcp) is healthy when a TCP connection to O(checks[].host):O(checks[].port) opens.
-      - V(postgresql) logs in as O(checks[].user) to O(checks[].database) over the
-        PostgreSQL wire protocol (version 3.0) and runs C(SELECT 1). It answers
-        SCRAM-SHA-256 (without channel binding), MD5 and cleartext password requests. The
-        connection is not encrypted, as with C(sslmode=disable); a server that accepts only
-        TLS connections refuses the login (C(no pg_hba.conf entry ... no encryption)).
+      - V(postgresql) logs in as O(checks[].user) to O(checks[].database) with psycopg2
+        (libpq, so every password method libpq knows, SCRAM-SHA-256 included) and runs
+        C(SELECT 1). The connection is not encrypted, as with C(sslmode=disable); a server
+        that accepts only TLS connections refuses the login (C(no pg_hba.conf entry ... no
+        encryption)).
       - V(redis) sends C(AUTH) (O(checks[].username) and O(checks[].password), or the
         password alone for the default user) when a password is set, then C(PING), and is
-        healthy on C(PONG). A refusal is quoted (C(WRONGPASS), C(NOAUTH), C(NOPERM)). No TLS.
-      - V(s3) sends a HEAD request for O(checks[].bucket) to O(checks[].endpoint), signed
-        with AWS Signature Version 4 with the key pair, and is healthy on 200 (the bucket
+        healthy on C(PONG), with redis-py. A refusal is quoted (C(WRONGPASS), C(NOAUTH), C(NOPERM)). No TLS.
+      - V(s3) sends a HEAD request for O(checks[].bucket) to O(checks[].endpoint) with
+        botocore, signed with AWS Signature Version 4 with the key pair, and is healthy on 200 (the bucket
         exists and the key may read it). After a refusal the server's error code is fetched
         for the detail (C(InvalidAccessKeyId), C(SignatureDoesNotMatch), C(AccessDenied),
         C(NoSuchBucket)).
@@ -162,8 +165,10 @@ notes:
     (addresses, firewall, DNS). Delegate the task to test from another host.
   - Redirects are not followed by V(http) checks; list C(301)/C(302) in O(checks[].status)
     to accept one.
-  - V(postgresql) sends the password SASLprep-normalised when it holds non-ASCII characters
-    (NFKC, non-ASCII spaces mapped to a space).
+requirements:
+  - python3-psycopg2 (psycopg2) on the managed host for V(postgresql) checks
+  - python3-redis (redis-py) on the managed host for V(redis) checks
+  - python3-botocore (botocore) on the managed host for V(s3) checks
 seealso:
   - module: ansible.builtin.uri
   - module: ansible.builtin.wait_for
@@ -252,7 +257,7 @@ checks:
     detail:
       description: What the last probe found, in words (the server's reason on a refusal).
       type: str
-      sample: password authentication failed for user "dify" (SQLSTATE 28P01)
+      sample: password authentication failed for user "dify"
     attempts:
       description: How many times the check was probed.
       type: int
@@ -269,14 +274,14 @@ msg:
   type: str
   sample: |-
     1 of 3 health checks failed after 120.4s:
-    database | postgresql://dify@10.0.0.5:5432/dify | password authentication failed for user "dify" (SQLSTATE 28P01)
+    database | postgresql://dify@10.0.0.5:5432/dify | password authentication failed for user "dify"
 """
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.selfhost.dify.plugins.module_utils import probes
 
@@ -497,6 +502,14 @@ def main():
     problems = check_problems(checks, params["timeout"], params["interval"])
     if problems:
         module.fail_json(msg="health: %s" % "; ".join(problems), healthy=False, checks=[])
+    # The client library of every check type listed, all named at once, before any probe.
+    missing = [(kind, probes.missing_library(kind)) for kind in sorted(set(check["type"] for check in checks))]
+    missing = [(kind, lib) for kind, lib in missing if lib]
+    if missing:
+        module.fail_json(msg="health: %s" % " ".join(missing_required_lib(
+            library, reason="the %s checks (Debian package %s)" % (kind, package))
+            for kind, (library, package, dummy) in missing),
+            exception=missing[0][1][2], healthy=False, checks=[])
     results, elapsed = run_checks(checks, params["timeout"], params["interval"])
     healthy = all(r["healthy"] for r in results)
     outcome = dict(changed=False, healthy=healthy, checks=results)

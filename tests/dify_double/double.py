@@ -27,8 +27,8 @@ The parts live in modules of their own, each a test double of one Dify service: 
 sandbox.py, plugin_daemon.py; server.py is the plumbing they share. This module is the
 process's entry point (``python3 -m dify_double`` in the image, ``double`` on its PATH).
 
-Needs Python 3.9+, psycopg2 and redis (Debian: python3-psycopg2, python3-redis), and
-probes.py (S3 signing and HTTP functions, standard library only) next to these files.
+Needs Python 3.9+, psycopg2, redis and botocore (Debian: python3-psycopg2, python3-redis,
+python3-botocore; botocore signs the S3 requests).
 """
 
 from __future__ import annotations

@@ -13,18 +13,18 @@ database (created when missing), Redis, its storage (local, or S3 with the bucke
 when missing) and Dify's api at DIFY_INNER_API_URL. A failed check names the variable to fix
 and never shows a secret value. It installs no plugin.
 
-Needs psycopg2 and redis (Debian: python3-psycopg2, python3-redis), and probes.py (S3
-signing, standard library only) next to this file.
+Needs psycopg2, redis and botocore (Debian: python3-psycopg2, python3-redis, python3-botocore;
+botocore signs the S3 requests).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import os
 import re
 import socket
 import socketserver
-import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -73,13 +73,58 @@ def redis_error_variable(message):
     return "REDIS_HOST"
 
 
-# -- S3 (probes.py does the signing) -----------------------------------------------------------
-def _probes():
-    here = os.path.dirname(os.path.abspath(__file__))
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import probes  # pylint: disable=import-outside-toplevel
-    return probes
+# -- S3 (botocore signs the requests) ----------------------------------------------------------
+def s3_error(body):
+    """(code, message) of an S3 XML error body; (None, None) when there is none."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    code = re.search(r"<Code>\s*([^<]*?)\s*</Code>", text)
+    message = re.search(r"<Message>\s*([^<]*?)\s*</Message>", text)
+    return (code.group(1) if code else None), (message.group(1) if message else None)
+
+
+def s3_request(method, endpoint, bucket, key="", body=b"", access_key="", secret_key="", region="us-east-1",
+               path_style=True, timeout=10.0, validate_certs=True, headers=None, query=None):
+    """One S3 request, signed by botocore with AWS Signature Version 4 (the payload hash is
+    the body's SHA-256), path style or virtual-hosted style. Returns (status, lower-cased
+    headers, body); an HTTP error status is returned, a connection failure raises OSError."""
+    import ssl  # pylint: disable=import-outside-toplevel
+    from urllib.parse import quote, urlencode  # pylint: disable=import-outside-toplevel
+    from botocore.auth import S3SigV4Auth  # pylint: disable=import-outside-toplevel
+    from botocore.awsrequest import AWSRequest  # pylint: disable=import-outside-toplevel
+    from botocore.credentials import Credentials  # pylint: disable=import-outside-toplevel
+
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL: %s" % endpoint)
+    netloc = parts.netloc if path_style else "%s.%s" % (bucket, parts.netloc)
+    path = quote(parts.path.rstrip("/")) + ("/" + quote(bucket) if path_style else "")
+    if key:
+        path += "/" + quote(key.lstrip("/"), safe="/~")
+    url = "%s://%s%s%s" % (parts.scheme, netloc, path or "/", "?" + urlencode(query or {}) if query else "")
+    body = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+    request = AWSRequest(method=method.upper(), url=url, data=body, headers=dict(headers or {}))
+    request.context["payload_signing_enabled"] = True
+    if access_key:
+        S3SigV4Auth(Credentials(access_key, secret_key), "s3", region).add_auth(request)
+    prepared = request.prepare()
+    target = urlsplit(prepared.url)
+    if target.scheme == "https":
+        context = ssl.create_default_context()
+        if not validate_certs:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(target.hostname, target.port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout)
+    try:
+        conn.request(prepared.method, (target.path or "/") + ("?" + target.query if target.query else ""),
+                     body=prepared.body or None, headers=dict(prepared.headers.items()))
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), data
+    except http.client.HTTPException as exc:
+        raise ConnectionError("malformed HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc))
+    finally:
+        conn.close()
 
 
 # The plugin daemon's own names (Dify's compose file maps them from PLUGIN_* of .env).
@@ -103,17 +148,26 @@ class S3Settings:
         self.validate = not truthy(environ.get("S3_INSECURE_SKIP_VERIFY"))
 
     def request(self, method, key="", body=b"", query=None, headers=None):
-        return _probes().s3_request(method, self.endpoint, self.bucket, key=key, body=body,
-                                    access_key=self.access_key, secret_key=self.secret_key,
-                                    region=self.region, path_style=self.path_style, timeout=10.0,
-                                    validate_certs=self.validate, headers=headers, query=query)
+        return s3_request(method, self.endpoint, self.bucket, key=key, body=body, access_key=self.access_key,
+                          secret_key=self.secret_key, region=self.region, path_style=self.path_style, timeout=10.0,
+                          validate_certs=self.validate, headers=headers, query=query)
 
 
 def _describe_oserror(exc):
-    try:
-        return _probes().describe_oserror(exc)
-    except ImportError:
-        return str(exc) or type(exc).__name__
+    """A connection failure in words ("connection refused", "timed out", the TLS reason)."""
+    import ssl  # pylint: disable=import-outside-toplevel
+    if isinstance(exc, ssl.SSLError):
+        return "TLS error: %s" % (getattr(exc, "reason", None) or exc)
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "name resolution failed: %s" % (exc.strerror or exc)
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the peer"
+    text = exc.strerror if getattr(exc, "strerror", None) else str(exc)
+    return text or type(exc).__name__
 
 
 def check_s3(environ, names, mode, state):
@@ -123,7 +177,6 @@ def check_s3(environ, names, mode, state):
     for item in ("endpoint", "bucket", "access_key", "secret_key"):
         if not getattr(s3, item):
             return [error(names[item], "%s is empty" % names[item])]
-    probes = _probes()
     try:
         status, headers, dummy = s3.request("HEAD")
     except (OSError, ValueError) as exc:
@@ -143,7 +196,7 @@ def check_s3(environ, names, mode, state):
     if 400 <= status < 500 and status != 404:
         try:
             dummy, dummy, body = s3.request("GET", query={"location": ""})
-            code, message = probes.s3_error(body)
+            code, message = s3_error(body)
         except OSError:
             pass
     what = "%s%s" % (code or status, (": " + message) if message else "")
@@ -160,7 +213,7 @@ def check_s3(environ, names, mode, state):
             log(mode, "S3 bucket %s did not exist: created it (as the plugin daemon's S3 storage does at start)"
                 % s3.bucket)
             return []
-        code, message = probes.s3_error(answer)
+        code, message = s3_error(answer)
         return [error(names["bucket"], "bucket %s does not exist and creating it failed: %s %s" % (
             s3.bucket, created, code or ""))]
     if status == 403 or code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):

@@ -1,8 +1,10 @@
 # Copyright: selfhost.dify contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Unit tests for plugins/module_utils/probes.py: the signing and protocol pieces against
-published test vectors, and the HTTP and TCP probes against local sockets.
+"""Unit tests for plugins/module_utils/probes.py: the HTTP, TCP, S3 and Redis probes
+against local sockets (an S3 and a Redis stand-in that answer as the servers do), the
+PostgreSQL probe with psycopg2's connection replaced, and how a library's error becomes
+the detail.
 
 The PostgreSQL, Redis and S3 probes are exercised against the real servers by
 tests/integration/test_health_module.py.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,57 +22,23 @@ import pytest
 
 from ansible_collections.selfhost.dify.plugins.module_utils import probes
 
-# -- AWS Signature Version 4 ---------------------------------------------------------------------
-# The examples of the Amazon S3 API reference, "Signature Calculations for the Authorization
-# Header: Transferring Payload in a Single Chunk" (bucket examplebucket, 2013-05-24).
-AWS_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
-AWS_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-AWS_DATE = "20130524T000000Z"
-AWS_HOST = "examplebucket.s3.amazonaws.com"
+
+# -- client libraries ----------------------------------------------------------------------------
+def test_every_client_library_is_importable_here():
+    for kind in ("postgresql", "redis", "s3"):
+        assert probes.missing_library(kind) is None
+    assert probes.missing_library("http") is None and probes.missing_library("tcp") is None
 
 
-def aws_example(path, query=None, headers=None):
-    return probes.sigv4_headers("GET", AWS_HOST, path, query, headers or {}, probes.EMPTY_SHA256,
-                                AWS_ACCESS_KEY, AWS_SECRET_KEY, "us-east-1", amz_date=AWS_DATE)
+def test_a_missing_library_is_named_with_its_debian_package(monkeypatch):
+    monkeypatch.setattr(probes, "REDIS_IMPORT_ERROR", "Traceback ...\nModuleNotFoundError: No module named 'redis'")
+    missing = probes.missing_library("redis")
+    assert missing[:2] == ("redis", "python3-redis") and "redis" in missing[2]
+    assert probes.LIBRARIES == {"postgresql": ("psycopg2", "python3-psycopg2"), "redis": ("redis", "python3-redis"),
+                                "s3": ("botocore", "python3-botocore")}
 
 
-def test_sigv4_get_object_example():
-    headers = aws_example("/test.txt", headers={"Range": "bytes=0-9"})
-    assert headers["authorization"] == (
-        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
-    assert headers["x-amz-content-sha256"] == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    assert headers["host"] == AWS_HOST and headers["x-amz-date"] == AWS_DATE
-
-
-def test_sigv4_get_bucket_lifecycle_example():
-    headers = aws_example("/", query={"lifecycle": ""})
-    assert headers["authorization"].endswith(
-        "Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543")
-
-
-def test_sigv4_list_objects_example():
-    headers = aws_example("/", query={"prefix": "J", "max-keys": "2"})
-    assert headers["authorization"].endswith(
-        "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7")
-
-
-def test_sigv4_payload_hash_is_signed():
-    """The body's SHA-256 goes into x-amz-content-sha256 and into the signature."""
-    empty = aws_example("/test.txt")
-    body = probes.sigv4_headers("GET", AWS_HOST, "/test.txt", None, {}, "ab" * 32, AWS_ACCESS_KEY,
-                                AWS_SECRET_KEY, amz_date=AWS_DATE)
-    assert body["x-amz-content-sha256"] == "ab" * 32
-    assert body["authorization"] != empty["authorization"]
-
-
-def test_canonical_query_encodes_and_sorts():
-    assert probes.canonical_query({"prefix": "a b/c", "list-type": 2, "delimiter": None}) == \
-        "delimiter=&list-type=2&prefix=a%20b%2Fc"
-    assert probes.canonical_query(None) == ""
-
-
+# -- S3 ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("endpoint, bucket, key, path_style, expected", [
     ("http://10.0.0.5:8333", "dify", "", True, ("http", "10.0.0.5:8333", "10.0.0.5", 8333, "/dify")),
     ("http://10.0.0.5:8333/", "dify", "a b/c+d.txt", True,
@@ -88,11 +57,76 @@ def test_s3_url_refuses_other_schemes():
         probes.s3_url("ftp://10.0.0.5", "dify")
 
 
-def test_s3_error_reads_code_and_message():
-    body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidAccessKeyId</Code>'
-            b"<Message>The access key ID you provided does not exist.</Message></Error>")
-    assert probes.s3_error(body) == ("InvalidAccessKeyId", "The access key ID you provided does not exist.")
-    assert probes.s3_error(b"") == (None, None)
+class _S3Handler(BaseHTTPRequestHandler):
+    """An S3 server's answers, by bucket: HEAD has no body, GET ?location names the error."""
+    answers = {
+        "/dify": (200, None),
+        "/wrong-key": (403, ("SignatureDoesNotMatch", "The request signature we calculated does not match.")),
+        "/other": (403, ("AccessDenied", "Access Denied.")),
+        "/missing": (404, ("NoSuchBucket", "The specified bucket does not exist")),
+        "/moved": (301, ("PermanentRedirect", "The bucket is in another region.")),
+    }
+    seen = []
+
+    def _answer(self, with_body):
+        path = self.path.split("?")[0]
+        self.seen.append((self.command, self.path, self.headers.get("Authorization", ""),
+                          self.headers.get("x-amz-content-sha256", "")))
+        status, error = self.answers.get(path, (404, ("NoSuchBucket", "no")))
+        body = b""
+        if error:
+            body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>%s</Code><Message>%s</Message></Error>"
+                    % error).encode()
+        self.send_response(status)
+        if path == "/moved":
+            self.send_header("x-amz-bucket-region", "eu-west-1")
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body) if with_body else 0))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def do_HEAD(self):  # noqa: N802 (the standard library's name)
+        self._answer(False)
+
+    def do_GET(self):  # noqa: N802
+        self._answer(True)
+
+    def log_message(self, *args):  # quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _S3Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_probe_s3_healthy_with_a_signed_head(s3):
+    del _S3Handler.seen[:]
+    result = probes.probe_s3(s3, "dify", "AKID", "secret-never-shown", region="eu-central-1")
+    assert result == probes.Result(True, "bucket dify exists and the key can read it")
+    method, path, authorization, payload_hash = _S3Handler.seen[-1]
+    assert (method, path) == ("HEAD", "/dify")
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKID/") and "/eu-central-1/s3/aws4_request" \
+        in authorization
+    # The payload is hashed (the SHA-256 of the empty body), not UNSIGNED-PAYLOAD.
+    assert payload_hash == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.mark.parametrize("bucket, detail", [
+    ("wrong-key", "403 Forbidden: the key is refused or has no access to bucket wrong-key (SignatureDoesNotMatch: "
+                  "The request signature we calculated does not match.)"),
+    ("other", "403 Forbidden: the key is refused or has no access to bucket other (AccessDenied: Access Denied.)"),
+    ("missing", "404 Not Found: bucket missing does not exist (NoSuchBucket: The specified bucket does not exist)"),
+])
+def test_probe_s3_refusal_names_the_servers_code(s3, bucket, detail):
+    result = probes.probe_s3(s3, bucket, "AKID", "secret-never-shown")
+    assert result == probes.Result(False, detail)
 
 
 def test_probe_s3_connection_refused_is_a_detail():
@@ -101,101 +135,132 @@ def test_probe_s3_connection_refused_is_a_detail():
     assert "connection refused" in result.detail and "secret-never-shown" not in result.detail
 
 
-# -- SCRAM-SHA-256 -------------------------------------------------------------------------------
-# RFC 7677, section 3: user "user", password "pencil".
-RFC7677_NONCE = "rOprNGfwEbeRWgbNEkqO"
-RFC7677_SERVER_FIRST = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
-RFC7677_CLIENT_FINAL = ("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-                        "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
-RFC7677_SERVER_FINAL = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+def test_probe_s3_bad_endpoint():
+    result = probes.probe_s3("ftp://127.0.0.1", "dify", "AKID", "secret-never-shown")
+    assert result == probes.Result(False, "cannot reach ftp://127.0.0.1: not an http(s) URL: ftp://127.0.0.1")
 
 
-def test_scram_rfc7677_vector():
-    scram = probes.ScramSha256("pencil", "user", RFC7677_NONCE)
-    assert scram.first() == "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
-    assert scram.final(RFC7677_SERVER_FIRST) == RFC7677_CLIENT_FINAL
-    scram.verify(RFC7677_SERVER_FINAL)  # no exception: the server knows the password
-
-
-def test_scram_rejects_a_forged_server_signature():
-    scram = probes.ScramSha256("pencil", "user", RFC7677_NONCE)
-    scram.final(RFC7677_SERVER_FIRST)
-    with pytest.raises(probes.ScramError, match="signature is wrong"):
-        scram.verify("v=" + "A" * 43 + "=")
-
-
-def test_scram_rejects_a_nonce_that_is_not_ours():
-    scram = probes.ScramSha256("pencil", "user", "another-nonce")
-    with pytest.raises(probes.ScramError, match="nonce"):
-        scram.final(RFC7677_SERVER_FIRST)
-
-
-def test_scram_server_error_is_quoted():
-    scram = probes.ScramSha256("pencil")
-    with pytest.raises(probes.ScramError, match="invalid-proof"):
-        scram.verify("e=invalid-proof")
-
-
-def test_scram_postgresql_form_has_an_empty_user_name_and_a_fresh_nonce():
-    first, second = probes.ScramSha256("pw").first(), probes.ScramSha256("pw").first()
-    assert first.startswith("n,,n=,r=") and first != second
-
-
-# -- PostgreSQL messages -------------------------------------------------------------------------
-def test_pg_error_fields():
-    payload = b'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "dify"\0Fauth.c\0\0'
-    fields = probes.pg_fields(payload)
-    assert fields["C"] == "28P01"
-    assert fields["M"] == 'password authentication failed for user "dify"'
-
-
-def test_startup_message_layout():
-    message = probes.startup_message("dify", "difydb")
-    assert int.from_bytes(message[:4], "big") == len(message)
-    assert int.from_bytes(message[4:8], "big") == 196608
-    assert b"\0user\0dify\0database\0difydb\0" in b"\0" + message[8:]
-    assert message.endswith(b"\0\0")
-
-
-def test_md5_password_format():
-    answer = probes.md5_password("dify", "pw", b"\x01\x02\x03\x04")
-    assert answer.startswith("md5") and len(answer) == 35
-
-
-# -- RESP ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("data, value", [
-    (b"+PONG\r\n", "PONG"),
-    (b":42\r\n", 42),
-    (b"$5\r\nhello\r\n", "hello"),
-    (b"$0\r\n\r\n", ""),
-    (b"$-1\r\n", None),
-    (b"*-1\r\n", None),
-    (b"*3\r\n+OK\r\n:1\r\n*1\r\n$3\r\nabc\r\n", ["OK", 1, ["abc"]]),
+# -- PostgreSQL ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("message, reason", [
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  password authentication failed for user '
+     '"dify"\n', 'password authentication failed for user "dify"'),
+    ('connection to server at "localhost" (::1), port 5432 failed: Connection refused\n\tIs the server running on '
+     'that host and accepting TCP/IP connections?\nconnection to server at "localhost" (127.0.0.1), port 5432 '
+     'failed: FATAL:  database "dify" does not exist\n', 'database "dify" does not exist'),
+    ('connection to server at "10.0.0.5", port 5432 failed: Connection refused\n\tIs the server running on that '
+     'host and accepting TCP/IP connections?\n', "Connection refused"),
+    ('could not translate host name "db.invalid" to address: Name or service not known\n',
+     'could not translate host name "db.invalid" to address: Name or service not known'),
 ])
-def test_parse_resp(data, value):
-    parsed, end = probes.parse_resp(data)
-    assert parsed == value and end == len(data)
+def test_pg_reason_is_the_servers_reason(message, reason):
+    assert probes.pg_reason(message) == reason
 
 
-def test_parse_resp_error_reply():
-    parsed, dummy = probes.parse_resp(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
-    assert isinstance(parsed, probes.RespError)
-    assert parsed.startswith("WRONGPASS")
+class _FakePgError(Exception):
+    pgcode = None
 
 
-@pytest.mark.parametrize("data", [b"+PON", b"$5\r\nhel", b"*2\r\n+OK\r\n", b""])
-def test_parse_resp_incomplete(data):
-    with pytest.raises(probes.Incomplete):
-        probes.parse_resp(data)
+def test_probe_postgresql_login_refused(monkeypatch):
+    def connect(**kwargs):
+        assert kwargs["sslmode"] == "disable" and kwargs["dbname"] == "dify" and kwargs["password"] == "pw"
+        raise _FakePgError('connection to server at "10.0.0.5", port 5432 failed: FATAL:  password authentication '
+                           'failed for user "dify"\n')
+    monkeypatch.setattr(probes.psycopg2, "connect", connect)
+    monkeypatch.setattr(probes.psycopg2, "Error", _FakePgError)
+    assert probes.probe_postgresql("10.0.0.5", 5432, "dify", "pw") == \
+        probes.Result(False, 'password authentication failed for user "dify"')
 
 
-def test_parse_resp_not_resp():
-    with pytest.raises(ValueError, match="not a RESP reply"):
-        probes.parse_resp(b"SSH-2.0-OpenSSH_10.0\r\n")
+def test_probe_postgresql_healthy(monkeypatch):
+    class Cursor:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return False
+
+        def execute(self, query):
+            assert query == "SELECT 1"
+
+        def fetchone(self):
+            return (1,)
+
+    class Conn:
+        closed = False
+
+        def cursor(self):
+            return Cursor()
+
+        def get_parameter_status(self, name):
+            return "17.6" if name == "server_version" else None
+
+        def close(self):
+            Conn.closed = True
+
+    monkeypatch.setattr(probes.psycopg2, "connect", lambda **kwargs: Conn())
+    assert probes.probe_postgresql("10.0.0.5", 5432, "dify", "pw", "difydb") == \
+        probes.Result(True, "logged in as dify to difydb, PostgreSQL 17.6, SELECT 1 answered")
+    assert Conn.closed
 
 
-def test_resp_command():
-    assert probes.resp_command("AUTH", "dify", "p w") == b"*3\r\n$4\r\nAUTH\r\n$4\r\ndify\r\n$3\r\np w\r\n"
+# -- Redis ---------------------------------------------------------------------------------------
+class _RedisHandler(socketserver.StreamRequestHandler):
+    """A Redis server that knows one password ("right") and one ACL user ("dify")."""
+
+    def handle(self):
+        authed = False
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            args = []
+            for dummy in range(int(line[1:])):
+                size = int(self.rfile.readline()[1:])
+                args.append(self.rfile.read(size + 2)[:-2].decode())
+            name = args[0].upper()
+            if name == "AUTH":
+                if args[1:] in (["right"], ["dify", "right"]):
+                    authed = True
+                    self.wfile.write(b"+OK\r\n")
+                else:
+                    self.wfile.write(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+            elif not authed:
+                self.wfile.write(b"-NOAUTH Authentication required.\r\n")
+            elif name == "PING":
+                self.wfile.write(b"+PONG\r\n")
+            else:
+                self.wfile.write(b"-ERR unknown command\r\n")
+
+
+@pytest.fixture(scope="module")
+def redis_port():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _RedisHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_redis_pong(redis_port):
+    assert probes.probe_redis("127.0.0.1", redis_port, "right") == \
+        probes.Result(True, "PING answered PONG (logged in as default)")
+    assert probes.probe_redis("127.0.0.1", redis_port, "right", "dify") == \
+        probes.Result(True, "PING answered PONG (logged in as dify)")
+
+
+def test_redis_refusals_quote_the_server(redis_port):
+    assert probes.probe_redis("127.0.0.1", redis_port, "wrong", "dify") == probes.Result(
+        False, "AUTH as dify refused: WRONGPASS invalid username-password pair or user is disabled.")
+    assert probes.probe_redis("127.0.0.1", redis_port) == \
+        probes.Result(False, "PING refused: NOAUTH Authentication required.")
+
+
+def test_redis_not_a_redis_server(web):
+    port = int(web.rsplit(":", 1)[1])
+    result = probes.probe_redis("127.0.0.1", port, timeout=3)
+    assert not result.ok
 
 
 # -- JSON expectations ---------------------------------------------------------------------------

@@ -240,3 +240,25 @@ def test_module_healthy(capsys, monkeypatch):
                         checks=[{"name": "web", "type": "tcp", "host": "127.0.0.1", "port": 3000}])
     assert result["healthy"] is True and result["changed"] is False and "msg" not in result
     assert result["checks"][0]["attempts"] == 1
+
+
+def test_a_missing_client_library_fails_before_probing_and_names_the_package(capsys, monkeypatch):
+    monkeypatch.setattr(health, "probe", lambda check, timeout: pytest.fail("probed"))
+    monkeypatch.setattr(health.probes, "REDIS_IMPORT_ERROR", "ModuleNotFoundError: No module named 'redis'")
+    monkeypatch.setattr(health.probes, "BOTOCORE_IMPORT_ERROR", "ModuleNotFoundError: No module named 'botocore'")
+    result = run_module(capsys, checks=[
+        {"name": "redis", "type": "redis", "host": "10.0.0.6", "password": SECRET},
+        {"name": "storage", "type": "s3", "endpoint": "http://10.0.0.7:8333", "bucket": "dify",
+         "access_key": "AKID", "secret_key": SECRET},
+        {"name": "web", "type": "tcp", "host": "127.0.0.1", "port": 3000}])
+    assert result["failed"] is True and result["healthy"] is False and result["checks"] == []
+    assert result["msg"].startswith("health: Failed to import the required Python library (redis)")
+    assert "the redis checks (Debian package python3-redis)" in result["msg"]
+    assert "(botocore)" in result["msg"] and "the s3 checks (Debian package python3-botocore)" in result["msg"]
+
+
+def test_only_the_libraries_of_the_listed_types_are_needed(capsys, monkeypatch):
+    monkeypatch.setattr(health, "probe", lambda check, timeout: Result(True, "up"))
+    monkeypatch.setattr(health.probes, "PSYCOPG2_IMPORT_ERROR", "ModuleNotFoundError: No module named 'psycopg2'")
+    result = run_module(capsys, checks=[{"name": "web", "type": "tcp", "host": "127.0.0.1", "port": 3000}])
+    assert result["healthy"] is True
