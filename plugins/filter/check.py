@@ -224,6 +224,41 @@ def _check_rule(value, name, ok, reason):
     return [] if _truthy(ok) else ["%s: %s" % (name, reason)]
 
 
+# The Debian package of each client library the health module's probes use on the host.
+_PROBE_PACKAGES = {"postgresql": "python3-psycopg2", "redis": "python3-redis", "s3": "python3-botocore"}
+_DATA_PLAYS = "site.yml --tags postgresql,redis,object_storage"
+
+
+def _check_dify_prerequisites(value, name, files=(), probes=(), result=None):
+    """What a Dify host needs from the other plays: the Docker socket and a compose plugin among
+    ``files`` (paths found on the host), and the data services ``probes`` (health module checks)
+    answering in ``result`` (the module's registered result; without checks, its message names
+    the client libraries the host lacks)."""
+    del value, name
+    files = [str(item) for item in (files or [])]
+    errors = []
+    if "/run/docker.sock" not in files:
+        errors.append("Docker: the engine does not run here (no /run/docker.sock): converge the docker play first"
+                      " (site.yml --tags docker)")
+    if not any(re.search(r"/cli-plugins/docker-compose$", item) for item in files):
+        errors.append("Docker Compose: no compose plugin here: converge the docker play first (site.yml --tags docker)")
+    result = result if isinstance(result, Mapping) else {}
+    answered = result.get("checks") or []
+    if not answered:
+        message = str(result.get("msg") or "")
+        missing = {kind for kind, package in _PROBE_PACKAGES.items() if package in message}
+        for probe in probes or []:
+            if isinstance(probe, Mapping) and probe.get("type") in missing:
+                errors.append("%s cannot be probed: this host lacks %s (site.yml --tags base installs it; converge the"
+                              " postgresql, redis and object_storage plays too if the service is missing: %s)"
+                              % (probe.get("name"), _PROBE_PACKAGES[probe["type"]], _DATA_PLAYS))
+    for check_result in answered:
+        if isinstance(check_result, Mapping) and not check_result.get("healthy"):
+            errors.append("%s does not answer: %s (converge the postgresql, redis and object_storage plays first: %s)"
+                          % (check_result.get("name"), check_result.get("detail"), _DATA_PLAYS))
+    return errors
+
+
 def _check_at_least(value, name, minimum, unit=""):
     """A number of at least ``minimum`` (``| int`` semantics: a non-number is 0)."""
     try:
@@ -772,6 +807,7 @@ _CHECKS = {
     "required_host": _check_required_host,
     "artifact": _check_artifact,
     "at_least": _check_at_least,
+    "dify_prerequisites": _check_dify_prerequisites,
     "docker_daemon_extra": _check_docker_daemon_extra,
     "docker_networks": _check_docker_networks,
     "docker_users": _check_docker_users,

@@ -465,3 +465,41 @@ def test_source_networks_and_firewall_rules_name_their_variable():
     errors = checks([{"name": "ignored", "kind": "firewall_rules", "value": {"base_firewall_rules": "x"},
                       "hostvars": hostvars, "groups": groups}])
     assert errors and errors[0].startswith("base_firewall_rules")
+
+
+PREREQUISITE_PROBES = [{"name": "PostgreSQL", "type": "postgresql"}, {"name": "Redis", "type": "redis"},
+                       {"name": "S3", "type": "s3"}]
+DOCKER_FILES = ["/run/docker.sock", "/usr/libexec/docker/cli-plugins/docker-compose"]
+
+
+def _prerequisites(files, result):
+    return checks([{"name": "dify prerequisites", "kind": "dify_prerequisites", "files": files,
+                    "probes": PREREQUISITE_PROBES, "result": result}])
+
+
+def test_dify_prerequisites_met():
+    answered = {"checks": [{"name": p["name"], "healthy": True, "detail": "ok"} for p in PREREQUISITE_PROBES]}
+    assert _prerequisites(DOCKER_FILES, answered) == []
+
+
+def test_dify_prerequisites_name_docker_compose_and_every_silent_service():
+    answered = {"checks": [{"name": "PostgreSQL", "healthy": False, "detail": "connection refused"},
+                           {"name": "Redis", "healthy": True, "detail": "PONG"},
+                           {"name": "S3", "healthy": False, "detail": "timed out"}]}
+    errors = _prerequisites([], answered)
+    assert errors[0].startswith("Docker: the engine does not run here (no /run/docker.sock)")
+    assert errors[1].startswith("Docker Compose: no compose plugin here")
+    assert errors[2:] == [
+        "PostgreSQL does not answer: connection refused (converge the postgresql, redis and object_storage plays "
+        "first: site.yml --tags postgresql,redis,object_storage)",
+        "S3 does not answer: timed out (converge the postgresql, redis and object_storage plays first: site.yml "
+        "--tags postgresql,redis,object_storage)"]
+
+
+def test_dify_prerequisites_name_missing_client_libraries():
+    failed = {"msg": "Failed to import the required Python library (psycopg2 (python3-psycopg2), botocore "
+                     "(python3-botocore)) on app1"}
+    errors = _prerequisites(["/run/docker.sock", "/usr/local/lib/docker/cli-plugins/docker-compose"], failed)
+    assert [e.split(" (")[0] for e in errors] == ["PostgreSQL cannot be probed: this host lacks python3-psycopg2",
+                                                  "S3 cannot be probed: this host lacks python3-botocore"]
+    assert all("site.yml --tags base installs it" in e for e in errors)
