@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.helpers import ROOT, VENV_BIN, run, tool
+from tests.helpers import ROOT, VENV_BIN, docker, run, tool
 
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 # The internal role has no tasks of its own to converge: every other role's scenario runs it.
@@ -36,6 +36,13 @@ def test_every_role_has_a_scenario():
     assert not missing, f"roles no molecule scenario converges: {missing}"
 
 
+def _dangling_volumes():
+    """Anonymous Docker volumes no container uses (a scenario's destroy must not leave any
+    behind; named volumes belong to the labs, which remove their own)."""
+    names = docker("volume", "ls", "--quiet", "--filter", "dangling=true").stdout.split()
+    return {name for name in names if re.fullmatch(r"[0-9a-f]{64}", name)}
+
+
 def _testinfra_report(path):
     root = ET.parse(path).getroot()
     suites = [root] if root.tag == "testsuite" else list(root)
@@ -51,6 +58,7 @@ def test_molecule_scenario(scenario):
     log = out_dir / f"molecule-{scenario}.log"
     report = out_dir / f"junit-testinfra-{scenario}.xml"
     report.unlink(missing_ok=True)
+    volumes_before = _dangling_volumes()
     started = time.time()
     proc = run([tool("molecule"), "test", "-s", scenario], check=False, timeout=2400,
                env={"ANSIBLE_FORCE_COLOR": "0", "PY_COLORS": "0", "NO_COLOR": "1",
@@ -62,3 +70,5 @@ def test_molecule_scenario(scenario):
     assert report.is_file(), f"the verify step of {scenario} wrote no testinfra report ({report})"
     counts = _testinfra_report(report)
     assert counts["tests"] > counts["skipped"], f"{scenario}: no testinfra test ran: {counts}"
+    left = _dangling_volumes() - volumes_before
+    assert not left, f"{scenario} left Docker volumes behind (keep_volumes: false on its platforms): {sorted(left)}"
