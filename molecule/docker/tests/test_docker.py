@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import testinfra
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -184,17 +185,15 @@ def test_compose_v2_brings_up_a_one_service_project(name):
         sh(name, f"cd {project} && docker compose -p selfhost-test down --timeout 0; rm -rf {project}", user=USER, check=False)
 
 
-def test_compose_comes_from_the_package_on_debian13(host):
-    if host.backend.name != D13:
-        pytest.skip("Debian 13 installs the docker-compose package")
+def test_compose_comes_from_the_package_on_debian13():
+    host = testinfra.get_host(f"docker://{D13}")
     assert host.package("docker-compose").is_installed
     assert host.file("/usr/libexec/docker/cli-plugins/docker-compose").is_file
     assert not host.file(PLUGIN).exists
 
 
-def test_compose_comes_from_the_checked_artifact_on_debian12(host):
-    if host.backend.name != D12:
-        pytest.skip("Debian 12 installs the compose artifact")
+def test_compose_comes_from_the_checked_artifact_on_debian12():
+    host = testinfra.get_host(f"docker://{D12}")
     record = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "compose-artifact.yml"
     sha256 = yaml.safe_load(record.read_text())["selfhost_test_compose_sha256"]
     plugin = host.file(PLUGIN)
