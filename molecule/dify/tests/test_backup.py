@@ -85,7 +85,7 @@ def test_the_snapshot_holds_everything_the_host_holds():
 
 def test_the_password_is_in_no_process_argument_or_world_readable_file():
     mode = sh("stat", "-c", "%a %U", "/etc/selfhost-backup/env", "/etc/selfhost-backup/restic-password").stdout
-    assert mode.split("\n") == ["600 root", "600 root"]
+    assert mode.strip().split("\n") == ["600 root", "600 root"]
     unit = sh("systemctl", "cat", "selfhost-backup.service").stdout
     assert HOSTVARS["backup_password"] not in unit and "EnvironmentFile=/etc/selfhost-backup/env" in unit
 
@@ -94,7 +94,7 @@ def test_a_second_run_is_refused_while_one_holds_the_lock():
     before = sh("cat", STATUS).stdout
     proc = sh("flock", LOCK, "/usr/local/sbin/selfhost-backup", check=False)
     assert proc.returncode != 0
-    assert "another run holds the lock" in proc.stderr
+    assert "another run holds the lock" in proc.stdout
     # The refused run leaves the status of the running one alone.
     assert sh("cat", STATUS).stdout == before
 
