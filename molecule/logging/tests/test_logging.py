@@ -61,6 +61,11 @@ def wait_for_lines(logql: str, count: int = 1, timeout: float = 90) -> list[tupl
         time.sleep(2)
 
 
+def selector(host: str) -> str:
+    """The test's lines of `host` (Loki's own journal lines quote the queries, marks included)."""
+    return f'{{host="{host}", service="selfhost-test"}}'
+
+
 def log_line(host: str, text: str) -> None:
     helpers.docker("exec", host, "logger", "-t", "selfhost-test", text)
 
@@ -85,7 +90,7 @@ def test_a_journal_line_of_each_host_is_found_by_its_host_label():
     for host, mark in marks.items():
         log_line(host, mark)
     for host, mark in marks.items():
-        found = wait_for_lines(f'{{host="{host}"}} |= "{mark}"')
+        found = wait_for_lines(f'{selector(host)} |= "{mark}"')
         assert len(found) == 1, f"{host}: the line {mark} was not found exactly once in Loki: {found}"
         labels, line = found[0]
         assert mark in line
@@ -93,7 +98,7 @@ def test_a_journal_line_of_each_host_is_found_by_its_host_label():
         assert labels["service"] == "selfhost-test"
         # Under the other host's label it is not there.
         other = next(h for h in HOSTS if h != host)
-        assert not query(f'{{host="{other}"}} |= "{mark}"')
+        assert not query(f'{selector(other)} |= "{mark}"')
 
 
 def test_loki_runs_the_rendered_retention_and_limits():
@@ -162,22 +167,22 @@ def test_lines_written_while_loki_was_down_arrive_after_it_is_back():
     wait_ready()
     for host, host_marks in marks.items():
         for mark in host_marks:
-            found = wait_for_lines(f'{{host="{host}"}} |= "{mark}"', timeout=120)
+            found = wait_for_lines(f'{selector(host)} |= "{mark}"', timeout=120)
             assert len(found) == 1, f"{host}: the line {mark} written while Loki was down did not arrive once: {found}"
 
 
 def test_a_shipper_restart_loses_and_repeats_nothing():
     before = str(uuid.uuid4())
     log_line(OTHER, before)
-    assert len(wait_for_lines(f'{{host="{OTHER}"}} |= "{before}"')) == 1
+    assert len(wait_for_lines(f'{selector(OTHER)} |= "{before}"')) == 1
     helpers.docker("exec", OTHER, "systemctl", "stop", "promtail")
     during = str(uuid.uuid4())
     log_line(OTHER, during)
     helpers.docker("exec", OTHER, "systemctl", "start", "promtail")
-    assert len(wait_for_lines(f'{{host="{OTHER}"}} |= "{during}"')) == 1
+    assert len(wait_for_lines(f'{selector(OTHER)} |= "{during}"')) == 1
     # The positions file kept the place: the line before the restart was not sent twice.
     time.sleep(5)
-    assert len(query(f'{{host="{OTHER}"}} |= "{before}"')) == 1
+    assert len(query(f'{selector(OTHER)} |= "{before}"')) == 1
 
 
 def test_a_hand_edit_of_the_loki_config_is_put_back():
@@ -195,4 +200,4 @@ def test_a_hand_edit_of_the_loki_config_is_put_back():
     wait_ready()
     mark = str(uuid.uuid4())
     log_line(OTHER, mark)
-    assert len(wait_for_lines(f'{{host="{OTHER}"}} |= "{mark}"')) == 1
+    assert len(wait_for_lines(f'{selector(OTHER)} |= "{mark}"')) == 1
