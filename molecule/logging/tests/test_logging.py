@@ -155,7 +155,7 @@ def test_check_mode_on_converged_hosts_reports_no_change():
 
 
 def test_lines_written_while_loki_was_down_arrive_after_it_is_back():
-    marks = {host: [str(uuid.uuid4()) for _ in range(3)] for host in HOSTS}
+    marks = {host: [str(uuid.uuid4()) for _index in range(3)] for host in HOSTS}
     helpers.docker("exec", LOKI, "systemctl", "stop", "loki")
     try:
         for host, host_marks in marks.items():
