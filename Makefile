@@ -9,6 +9,9 @@ DEBIAN ?= 13
 # built where no registry serves Dify's images; a checkout next to ../shared/upstream uses it.
 DIFY_SOURCE_DIR ?= $(or $(SELFHOST_DIFY_SOURCE_DIR),$(wildcard $(CURDIR)/../shared/upstream))
 export SELFHOST_DIFY_SOURCE_DIR := $(if $(DIFY_SOURCE_DIR),$(abspath $(DIFY_SOURCE_DIR)),)
+# Grafana's Loki and Promtail release zips for the logging scenario and the labs.
+LOGGING_ARTIFACT_DIR ?= $(or $(SELFHOST_LOGGING_ARTIFACT_DIR),$(wildcard $(CURDIR)/../shared/artifacts))
+export SELFHOST_LOGGING_ARTIFACT_DIR := $(if $(LOGGING_ARTIFACT_DIR),$(abspath $(LOGGING_ARTIFACT_DIR)),)
 
 .PHONY: help venv engine images lab lab-converge lab-destroy test lint sanity unit molecule lock bench-postgresql bench-sse bench-rerun
 

@@ -20,6 +20,12 @@ if [ -z "${SELFHOST_DIFY_SOURCE_DIR:-}" ] && [ -d "$ROOT/../shared/upstream" ]; 
   SELFHOST_DIFY_SOURCE_DIR="$(cd "$ROOT/../shared/upstream" && pwd)"
 fi
 export SELFHOST_DIFY_SOURCE_DIR="${SELFHOST_DIFY_SOURCE_DIR:-}"
+# Grafana's Loki and Promtail release zips (the logging scenario and the labs install them as an
+# air-gapped host does): ../shared/artifacts when it exists; copied into the cache below.
+if [ -z "${SELFHOST_LOGGING_ARTIFACT_DIR:-}" ] && [ -d "$ROOT/../shared/artifacts" ]; then
+  SELFHOST_LOGGING_ARTIFACT_DIR="$(cd "$ROOT/../shared/artifacts" && pwd)"
+fi
+export SELFHOST_LOGGING_ARTIFACT_DIR="${SELFHOST_LOGGING_ARTIFACT_DIR:-}"
 export PATH="$ROOT/.venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1
 STAGE="${1:-all}"; shift || true
@@ -45,6 +51,15 @@ stage_env() {
     echo "         the dify scenario need it); set it to a directory of Dify source tarballs" >&2
   fi
   scripts/build-dify-double.sh
+  if [ -n "${SELFHOST_LOGGING_ARTIFACT_DIR:-}" ]; then
+    mkdir -p "$CACHE/artifacts"
+    for f in loki-linux-amd64-3.6.15.zip promtail-linux-amd64-3.6.15.zip; do
+      [ -f "$CACHE/artifacts/$f" ] || cp "$SELFHOST_LOGGING_ARTIFACT_DIR/$f" "$CACHE/artifacts/$f"
+    done
+  else
+    echo "test.sh: SELFHOST_LOGGING_ARTIFACT_DIR is not set: the logging scenario and the labs need the" >&2
+    echo "         Loki and Promtail 3.6.15 release zips; set it to a directory holding them" >&2
+  fi
 }
 
 stage_lint() {

@@ -14,7 +14,7 @@ everything after that is done by the collection through `site.yml`.
 
 Layouts:
     single  one host `node1` in every service group
-    three   `edge1` (edge), `app1` (dify), `data1` (postgresql, redis, object_storage)
+    three   `edge1` (edge), `app1` (dify), `data1` (postgresql, redis, object_storage, logging)
 
 Generated (git-ignored) files in the inventory directory (default inventories/lab):
     hosts.yml                       hosts, published ports, private addresses, groups

@@ -1,5 +1,5 @@
 """What the lab's roles install from files on the controller, as an air-gapped install gets
-them: the seaweedfs artifact, Dify's images (pulled, or built here with the contract double),
+them: the seaweedfs artifact, the Loki and Promtail zips, Dify's images (pulled, or built here with the contract double),
 and Compose v2 for Debian 12 hosts."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import lzma
 import os
 import re
+import shutil
 import socket
 import urllib.request
 from pathlib import Path
@@ -26,6 +27,28 @@ def artifacts_dir() -> Path:
     return Path(cache) / "artifacts"
 
 
+# Loki and Promtail release zips (Grafana's layout): no registry reachable here serves them, so
+# they come from a directory given as SELFHOST_LOGGING_ARTIFACT_DIR (the Makefile and
+# scripts/test.sh set it to ../shared/artifacts when that exists), copied into the cache.
+LOGGING_ARTIFACTS = ("loki-linux-amd64-3.6.15.zip", "promtail-linux-amd64-3.6.15.zip")
+
+
+def copy_logging_artifacts(target: Path) -> None:
+    """Copy the Loki and Promtail zips from SELFHOST_LOGGING_ARTIFACT_DIR into `target`."""
+    where = os.environ.get("SELFHOST_LOGGING_ARTIFACT_DIR", "")
+    for filename in LOGGING_ARTIFACTS:
+        if (target / filename).exists():
+            continue
+        source = Path(where) / filename if where else None
+        if source is None or not source.is_file():
+            raise LabError(f"{filename} is not in the cache and SELFHOST_LOGGING_ARTIFACT_DIR "
+                           f"({where or 'unset'}) does not hold it: set it to a directory with Grafana's "
+                           f"release zips of Loki and Promtail 3.6.15")
+        log(f"copying {filename} into {target}")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target / filename)
+
+
 def fetch_artifacts() -> None:
     target = artifacts_dir()
     for filename, requirement in ARTIFACTS.items():
@@ -33,6 +56,7 @@ def fetch_artifacts() -> None:
             log(f"fetching {requirement} into {target}")
             sh([tool("python"), "-m", "pip", "download", "-q", requirement, "--no-deps",
                 "--only-binary=:all:", "-d", str(target)], timeout=600)
+    copy_logging_artifacts(target)
 
 
 # Dify's images: the lab pulls them when their registry answers. Where none does, it builds Dify's

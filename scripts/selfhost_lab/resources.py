@@ -16,14 +16,14 @@ DEBIAN_VERSIONS = ("13", "12")
 ADMIN_USER = "admin"
 
 # Every inventory carries these groups (children of `all`), empty or not.
-GROUPS = ("postgresql", "redis", "object_storage", "dify", "edge")
+GROUPS = ("postgresql", "redis", "object_storage", "dify", "edge", "logging")
 LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "single": {"node1": GROUPS},
     # Host names differ from group names (Ansible warns when a host and a group share one).
     "three": {
         "edge1": ("edge",),
         "app1": ("dify",),
-        "data1": ("postgresql", "redis", "object_storage"),
+        "data1": ("postgresql", "redis", "object_storage", "logging"),
     },
 }
 

@@ -11,6 +11,9 @@ the interface opens a data port to the dify group only.
 from __future__ import annotations
 
 import json
+import time
+import urllib.parse
+import uuid
 
 import pytest
 
@@ -25,7 +28,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
 EXPECTED_GROUPS = {
     "edge": ["edge1"], "dify": ["app1"],
-    "postgresql": ["data1"], "redis": ["data1"], "object_storage": ["data1"],
+    "postgresql": ["data1"], "redis": ["data1"], "object_storage": ["data1"], "logging": ["data1"],
 }
 DATA_PORTS = {"PostgreSQL": 5432, "Redis": 6379, "S3 (SeaweedFS)": 8333}
 DIFY_PORTS = {"api": 5001, "web": 3000, "plugin daemon": 5002}
@@ -111,6 +114,28 @@ def test_dify_published_port_answers_the_edge_only(three, outsider, service):
     assert probe(three.container("edge1"), app, port) == "open", f"{service} does not answer the edge"
     assert probe(three.container("data1"), app, port) == "timeout", f"{service} answers the data host"
     assert probe(outsider, app, port) == "timeout", f"{service} answers a host outside the site"
+
+
+def test_journal_lines_of_every_host_arrive_at_loki_on_the_data_host(three, outsider):
+    """Each host's shipper sends its journal to Loki on data1 under that host's label; Loki's
+    port answers the stack's hosts and is dropped for a host outside the site."""
+    marks = {host: uuid.uuid4().hex for host in three.hosts}
+    for host, mark in marks.items():
+        docker("exec", three.container(host), "logger", "-t", "selfhost-test", mark)
+    loki = f"http://{three.address('data1')}:3100/loki/api/v1/query_range"
+    get = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())"
+    for host, mark in marks.items():
+        params = urllib.parse.urlencode({"query": f'{{host="{host}", service="selfhost-test"}} |= "{mark}"',
+                                         "start": str(int((time.time() - 900) * 1e9))})
+        deadline, found = time.time() + 90, []
+        while not found and time.time() < deadline:
+            data = json.loads(docker("exec", three.container("app1"), "python3", "-c", get, f"{loki}?{params}").stdout)
+            found = [v for s in data["data"]["result"] for v in s["values"] if s["stream"]["host"] == host]
+            time.sleep(0 if found else 3)
+        assert len(found) == 1, f"the journal line of {host} did not arrive at Loki under its host label"
+    for host in ("app1", "edge1"):
+        assert probe(three.container(host), three.address("data1"), 3100) == "open"
+    assert probe(outsider, three.address("data1"), 3100) == "timeout"
 
 
 @pytest.mark.parametrize("tag", sorted(site_tags()))
