@@ -402,7 +402,7 @@ def site_tags() -> dict[str, list[str]]:
 
 # The roles site.yml applies in the labs (single-node and three-host: SeaweedFS and Caddy, the
 # defaults); every tag alone must run exactly these of its roles.
-APPLIED = ("base", "postgresql", "redis", "seaweedfs", "docker", "dify", "caddy")
+APPLIED = ("base", "postgresql", "redis", "seaweedfs", "docker", "dify", "caddy", "backup")
 
 
 def assert_tag_alone_changes_nothing(inventory, tag: str, hosts, applied_roles) -> None:

@@ -643,6 +643,22 @@ def _check_data_dir(value, name):
     return ["%s: %s must be an absolute path (no spaces, not /)" % (name, value)]
 
 
+_RESTIC_S3_RE = re.compile(r"^s3:https?://[^/\s]+/([^/\s]+)(/[^\s]*)?$")
+
+
+def _check_restic_repository(value, name):
+    """A restic repository: an absolute local path (as ``data_dir``), or
+    ``s3:http(s)://<host>[:port]/<bucket>[/<prefix>]`` with a valid bucket name."""
+    if isinstance(value, str) and value.startswith("s3:"):
+        match = _RESTIC_S3_RE.match(value)
+        if match and not _check_s3_bucket(match.group(1), name):
+            return []
+        return ["%s: %s is not an S3 repository of the form s3:https://<host>[:port]/<bucket>[/<prefix>]" % (name, value)]
+    if isinstance(value, str) and not _check_data_dir(value, name):
+        return []
+    return ["%s: %s is neither an absolute path nor s3:https://<host>[:port]/<bucket>[/<prefix>]" % (name, value)]
+
+
 def _check_user_name(value, name):
     return [] if is_posix_name(value) else ["%s: %s is not a valid user name" % (name, value)]
 
@@ -797,6 +813,7 @@ _CHECKS = {
     "postgresql_settings": _check_postgresql_settings,
     "redis_bind": _check_redis_bind,
     "redis_maxmemory": _check_redis_maxmemory,
+    "restic_repository": _check_restic_repository,
     "s3_bucket": _check_s3_bucket,
     "snapshot_points": _check_snapshot_points,
     "user_name": _check_user_name,

@@ -178,6 +178,14 @@ def test_data_dir(value, ok):
     assert (check(value, "data_dir", "d") == []) is ok
 
 
+@pytest.mark.parametrize("value, ok", [("/var/backups/selfhost/restic/db1", True), ("s3:https://s3.example.com/backups", True),
+                                       ("s3:http://127.0.0.1:8333/backups/dify-1", True), ("relative/repo", False),
+                                       ("s3:https://s3.example.com", False), ("s3:https://s3.example.com/Bad_Bucket/x", False),
+                                       ("s3:ftp://host/bucket", False), ("sftp:host:/repo", False), ("/", False), (None, False)])
+def test_restic_repository(value, ok):
+    assert (check(value, "restic_repository", "r") == []) is ok
+
+
 def test_user_name_and_ip_address_lists():
     assert check("minio-user", "user_name", "u") == []
     assert check("Bad", "user_name", "u") == ["u: Bad is not a valid user name"]
