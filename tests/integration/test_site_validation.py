@@ -34,6 +34,8 @@ VALID = {
     "dify_admin_password": "test-only-Admin-3k8v1m6q",
     "postgresql_dify_password": "test-only-pg-2f7c9e1a4b6d",
     "redis_dify_password": "test-only-redis-8a3d5f0c2e91",
+    "redis_admin_password": "test-only-redis-admin-5e0b7d2c",
+    "backup_password": "test-only-backup-9c4a1e7f3b",
     "selfhost_object_storage_access_key": "TESTONLYS3KEY7Q2W9E4",
     "selfhost_object_storage_secret_key": "test-only-s3-secret-6b1e4c9a7d3f",
     "seaweedfs_admin_access_key": "TESTONLYADMIN5R8T1Y3",
