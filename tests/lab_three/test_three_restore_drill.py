@@ -176,7 +176,7 @@ def test_data_in_every_store(three, outsider):
     pgvector table with an HNSW index in the dify database and a table in dify_plugin."""
     email, password = admin(three)
     on_client, url = through_edge(three, outsider)
-    text = "restore drill\n" + "\n".join(hashlib.sha256(os.urandom(16)).hexdigest() for _ in range(200)) + "\n"
+    text = "restore drill\n" + "\n".join(hashlib.sha256(os.urandom(16)).hexdigest() for _line in range(200)) + "\n"
     seed = dify_console(on_client, url, "seed", email=email, password=password, name=APP_NAME, text=text)
     assert seed["login_status"] == 200 and seed["app_status"] == 201 and seed["upload_status"] == 201, seed
     psql(three, "dify", VECTOR_TABLE)
