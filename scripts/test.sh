@@ -101,7 +101,8 @@ stage_pytest() {
   pytest -n 2 --dist load tests/molecule --junitxml=tests/output/junit-molecule.xml "$@" \
     >tests/output/pytest-molecule.log 2>&1 & pids+=($!)
   # The bad-input and unit tests take about half as long as the others: the three-host lab
-  # follows them in the same stream (its own lab, converged once for its tests).
+  # follows them in the same stream (its own lab, converged once for its tests); its restore
+  # drill runs last (tests/lab_three/conftest.py orders it) and reports RTO and RPO.
   { pytest tests/integration tests/unit --junitxml=tests/output/junit-integration.xml "$@" && a=0 || a=$?
     pytest tests/lab_three --junitxml=tests/output/junit-lab-three.xml "$@" && b=0 || b=$?
     exit $(( a || b )); } >tests/output/pytest-integration.log 2>&1 & pids+=($!)

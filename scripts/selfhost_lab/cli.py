@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true")
     de = with_name(sub.add_parser("destroy", help="remove the lab (every lab without --name)",
                                   allow_abbrev=False), default=None)
-    de.add_argument("--all", action="store_true", help="also remove the key pair and the credentials")
+    de.add_argument("--all", action="store_true",
+                    help="also remove the key pair, the credentials and the backups volume")
+    de.add_argument("--host", action="append", default=[],
+                    help="remove only this host (repeatable) with its Docker volume; `up` recreates it fresh")
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from selfhost_lab.artifacts import DIFY_SUMMARY, compose_plugin_vars, dify_image_vars, fetch_artifacts
 from selfhost_lab.common import ROOT, LabError, docker, ensure_dir, log, now, rel, say, tool, wait_until, write_file
-from selfhost_lab.hosts import apply_container_quirks, create_host, host_facts, start_host
+from selfhost_lab.hosts import apply_container_quirks, create_host, ensure_volume, host_facts, start_host
 from selfhost_lab.inventory import (converged_marker, remove_generated, render_generated_vars, render_hosts,
                                     set_converged_marker)
 from selfhost_lab.resources import (ADMIN_USER, DEFAULT_INVENTORY, DEFAULT_NAME, IMAGE, LABEL, LABEL_NAME, LAYOUTS,
@@ -41,6 +41,7 @@ def cmd_up(args) -> int:
 
     if not docker("network", "ls", "-q", *lab.label_filters()).strip():
         create_network(lab)
+    ensure_volume(lab, lab.backups_volume)
 
     existing = {c["host"]: c for c in lab.containers()}
     hosts = list(LAYOUTS[args.layout])
@@ -168,13 +169,30 @@ def cmd_status(args) -> int:
     return 0 if st["running"] else 1
 
 
+def destroy_hosts(lab: Lab, hosts: list[str]) -> None:
+    """Remove some hosts of a lab, each with its /var/lib/docker volume, as servers that are
+    gone; the network, the inventory, the credentials and the backups volume stay, so that
+    `up` brings fresh hosts up in their place (converged from the same inventory)."""
+    existing = {c["host"]: c["container"] for c in lab.containers()}
+    unknown = sorted(set(hosts) - set(existing))
+    if unknown:
+        raise LabError(f"lab {lab.name!r} has no host {', '.join(unknown)} (it has: {', '.join(sorted(existing))})")
+    names = [existing[h] for h in hosts]
+    log(f"removing {' '.join(names)} and their Docker volumes")
+    docker("rm", "-f", "-v", *names, timeout=600)
+    docker("volume", "rm", "-f", *[lab.volume(h) for h in hosts], timeout=600)
+    if lab.inventory is not None and lab.hosts_file.exists():
+        set_converged_marker(lab, "no")
+
+
 def destroy(lab: Lab, everything: bool) -> None:
     filters = lab.label_filters()
     ids = docker("ps", "-aq", *filters).split()
     if ids:
         log(f"removing {len(ids)} container(s) of lab {lab.name!r}")
         docker("rm", "-f", "-v", *ids)
-    vols = docker("volume", "ls", "-q", *filters).split()
+    # The backups volume is the share that outlives the lab's machines: only --all removes it.
+    vols = [v for v in docker("volume", "ls", "-q", *filters).split() if everything or v != lab.backups_volume]
     if vols:
         log(f"removing volume(s) {' '.join(vols)}")
         docker("volume", "rm", "-f", *vols)
@@ -187,6 +205,14 @@ def destroy(lab: Lab, everything: bool) -> None:
 
 
 def cmd_destroy(args) -> int:
+    if args.host:
+        if args.name is None:
+            raise LabError("--host needs --name (the lab the hosts belong to)")
+        if args.all:
+            raise LabError("--host removes those hosts only; --all (the key pair, credentials, backups) is for the whole lab")
+        destroy_hosts(Lab(args.name), list(dict.fromkeys(args.host)))
+        log("destroyed; `scripts/lab.py up` brings fresh hosts up in their place")
+        return 0
     if args.name is not None:
         labs = [Lab(args.name)]
     else:
@@ -203,6 +229,6 @@ def cmd_destroy(args) -> int:
     left = docker("ps", "-aq", "--filter", f"label={LABEL}=1").split() if args.name is None else []
     if left:
         raise LabError(f"containers labelled {LABEL}=1 remain: {left}")
-    log("destroyed" + (" (key pair and credentials removed too)" if args.all else
-                       "; the key pair and credentials are kept (--all removes them)"))
+    log("destroyed" + (" (key pair, credentials and backups removed too)" if args.all else
+                       "; the key pair, credentials and backups volume are kept (--all removes them)"))
     return 0

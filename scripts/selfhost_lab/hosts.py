@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from selfhost_lab.common import LabError, docker, log, wait_until
-from selfhost_lab.resources import (ADMIN_USER, IMAGE, LABEL_DEBIAN, LABEL_HOST, LABEL_LAYOUT, LAYOUTS, Lab,
+from selfhost_lab.resources import (ADMIN_USER, BACKUPS_MOUNT, IMAGE, LABEL_DEBIAN, LABEL_HOST, LABEL_LAYOUT, LAYOUTS, Lab,
                                     host_address)
 
 # The flags a systemd container needs without --privileged (see tests/helpers.py). SYS_PTRACE:
@@ -73,18 +73,25 @@ def apply_container_quirks(lab: Lab, host: str) -> None:
     docker("exec", "-i", lab.container(host), "sh", "-s", input=CONTAINER_QUIRKS)
 
 
-def create_host(lab: Lab, host: str, layout: str, debian: str, pubkey: str) -> None:
-    """Create and boot one lab container, then play cloud-init in it (once)."""
-    name = lab.container(host)
-    volume = lab.volume(host)
+def ensure_volume(lab: Lab, volume: str) -> None:
+    """A named volume with the lab's labels (destroy finds it by them)."""
     if docker("volume", "inspect", volume, check=False).strip() in ("", "[]"):
         docker("volume", "create", *[a for label in lab.labels() for a in ("--label", label)], volume)
+
+
+def create_host(lab: Lab, host: str, layout: str, debian: str, pubkey: str) -> None:
+    """Create and boot one lab container, then play cloud-init in it (once). The lab's backups
+    volume (ensure_volume, before) is mounted at BACKUPS_MOUNT: it outlives the host."""
+    name = lab.container(host)
+    volume = lab.volume(host)
+    ensure_volume(lab, volume)
     cmd = [
         "run", "-d", "--name", name, "--hostname", host,
         *SYSTEMD_RUN_FLAGS,
         "--network", lab.network, "--ip", host_address(lab, layout, host),
         "-p", "127.0.0.1::22",
         "-v", f"{volume}:/var/lib/docker",
+        "-v", f"{lab.backups_volume}:{BACKUPS_MOUNT}",
     ]
     if "edge" in LAYOUTS[layout][host]:
         cmd += ["-p", "127.0.0.1::80", "-p", "127.0.0.1::443"]

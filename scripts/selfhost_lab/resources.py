@@ -14,6 +14,9 @@ DEFAULT_INVENTORY = ROOT / "inventories" / "lab"
 IMAGE = "selfhost-dify/debian:{debian}"
 DEBIAN_VERSIONS = ("13", "12")
 ADMIN_USER = "admin"
+# Where every lab host mounts the lab's backups volume, as a server mounts a backup share
+# (NFS) that outlives it: the backup role's default repository is below it.
+BACKUPS_MOUNT = "/var/backups/selfhost"
 
 # Every inventory carries these groups (children of `all`), empty or not.
 GROUPS = ("postgresql", "redis", "object_storage", "dify", "edge", "logging")
@@ -61,6 +64,11 @@ class Lab:
 
     def volume(self, host: str) -> str:
         return f"{self.prefix}-{host}-docker"
+
+    @property
+    def backups_volume(self) -> str:
+        """One per lab, shared by its hosts: plain destroy and destroying hosts keep it."""
+        return f"{self.prefix}-backups"
 
     def path(self, *parts: str) -> Path:
         assert self.inventory is not None

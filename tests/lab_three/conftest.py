@@ -11,11 +11,41 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import docker, lab as lab_script, start_plain_container
+from tests.helpers import ROOT, docker, lab as lab_script, start_plain_container
 from tests.lab.conftest import keep, lab_status, load_lab
 
 NAME = "test3"
 PROBER = "selfhost-lab-test3-prober"
+# The restore drill replaces two of the lab's hosts: it runs after every other test here,
+# whatever the order pytest is given files in.
+LAST = "test_three_restore_drill.py"
+FIGURES: dict[str, object] = {}
+FIGURES_FILE = ROOT / "tests" / "output" / "restore-drill.txt"
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name == LAST and item.path.parent == Path(__file__).parent)
+
+
+@pytest.fixture
+def figure(record_property):
+    """Report a measured figure: a junit property of the test, a line in tests/output/restore-drill.txt
+    and in the terminal summary (pytest runs without -s in the test command)."""
+    def record(name: str, value) -> None:
+        record_property(name, value)
+        first = not FIGURES
+        FIGURES[name] = value
+        FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+        with FIGURES_FILE.open("w" if first else "a") as out:
+            out.write(f"{name}: {value}\n")
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("three-host lab: measured")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")
 
 
 @pytest.fixture(scope="session")
