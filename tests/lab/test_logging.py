@@ -51,10 +51,10 @@ def query(lab, node, logql: str, since: float = 1800) -> list[tuple[dict, str]]:
     return [(s["stream"], v[1]) for s in data["data"]["result"] for v in s["values"]]
 
 
-def wait_for(lab, node, logql: str, timeout: float = 90) -> list[tuple[dict, str]]:
+def wait_for(lab, node, logql: str, timeout: float = 90, since: float = 1800) -> list[tuple[dict, str]]:
     deadline = time.time() + timeout
     while True:
-        found = query(lab, node, logql)
+        found = query(lab, node, logql, since=since)
         if found or time.time() > deadline:
             return found
         time.sleep(3)
@@ -74,7 +74,9 @@ def test_a_request_through_the_edge_is_found_in_loki_with_host_and_service(lab, 
 
 def test_the_dify_api_container_is_found_by_its_service_label(lab, node):
     dify_host = lab.group("dify")[0]
-    found = wait_for(lab, node, f'{{host="{dify_host}", service="api"}}')
+    # Dify's api prints at start-up and on errors, not per request: look back over the lab's
+    # life (a lab kept between runs may have started days ago), not only the last minutes.
+    found = wait_for(lab, node, f'{{host="{dify_host}", service="api"}}', since=7 * 86400)
     assert found, "no line of Dify's api container in Loki"
     labels = found[0][0]
     assert labels["job"] == "docker" and "api" in labels["container"], labels
