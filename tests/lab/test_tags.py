@@ -1,7 +1,7 @@
 """Every tag of site.yml alone on the converged single-node lab: the drift-correction run a
 user makes for one role (`ansible-playbook -i inventories/lab site.yml --tags <tag>`) succeeds,
 changes nothing and runs that role's tasks (none for the backend and proxy the lab does not
-use: minio, nginx). tests/lab_three does the same on the three-host layout."""
+use: minio, nginx). tests/lab_three runs the tags whose roles reach across hosts on the three-host layout."""
 from __future__ import annotations
 
 import pytest

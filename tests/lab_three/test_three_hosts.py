@@ -4,8 +4,9 @@ edge proxy, app1 Dify, data1 PostgreSQL, Redis and SeaweedFS.
 In order (pytest runs a module's tests top to bottom): the hosts and their groups; the rerun
 changes nothing; a request through the edge reaches the api on app1, which signs the
 administrator in and stores an upload (PostgreSQL, Redis and S3 on data1); the data ports
-answer from the app host only, and Dify's published ports from the edge only; every tag of site.yml alone changes nothing; every host
-restarted at once comes back healthy without a rerun; and last, a firewall rule given through
+answer from the app host only, and Dify's published ports from the edge only; each tag whose
+roles reach across hosts alone changes nothing (tests/lab/test_tags.py runs every tag on the
+single-node lab); every host restarted at once comes back healthy without a rerun; and last, a firewall rule given through
 the interface opens a data port to the dify group only.
 """
 from __future__ import annotations
@@ -138,7 +139,17 @@ def test_journal_lines_of_every_host_arrive_at_loki_on_the_data_host(three, outs
     assert probe(outsider, three.address("data1"), 3100) == "timeout"
 
 
-@pytest.mark.parametrize("tag", sorted(site_tags()))
+# The tags whose roles read or reach another host: dify probes PostgreSQL, Redis and S3 on data1
+# before it starts; the edge proxies to app1; every shipper sends to Loki on data1; the bucket is
+# backed up by its holder. Every tag alone runs on the single-node lab (tests/lab/test_tags.py).
+CROSS_HOST_TAGS = ["backup", "dify", "edge", "logging"]
+
+
+def test_cross_host_tags_are_tags_of_site_yml():
+    assert set(CROSS_HOST_TAGS) <= set(site_tags()), sorted(site_tags())
+
+
+@pytest.mark.parametrize("tag", CROSS_HOST_TAGS)
 def test_tag_alone_changes_nothing(three, tag):
     assert_tag_alone_changes_nothing(three.inventory, tag, three.hosts, APPLIED)
 
