@@ -1,8 +1,9 @@
 """Run every molecule scenario under molecule/ as one test each.
 
 Each scenario's own sequence (shared config in .config/molecule/config.yml) is
-create → prepare → converge → idempotence (changed=0) → check → verify → destroy;
-its verify step holds the behaviour tests (testinfra) and the check-mode assertion.
+create → prepare → converge → idempotence (changed=0) → verify → destroy;
+its verify step holds the behaviour tests (testinfra) and the check-mode assertion
+(`--check --diff` reports changed=0: checked present in every scenario below).
 The full log of each scenario is kept in tests/output/molecule-<scenario>.log, and the
 verify step's own report in tests/output/junit-testinfra-<scenario>.xml (the closing line of
 scripts/test.sh counts every testinfra test in it, each host separately).
@@ -34,6 +35,15 @@ def test_every_role_has_a_scenario():
     assert roles, "no roles found"
     missing = sorted(roles - converged)
     assert not missing, f"roles no molecule scenario converges: {missing}"
+
+
+def test_every_scenario_asserts_that_check_mode_changes_nothing():
+    """molecule's own `check` step fails only on errors, so the sequence leaves it out: each
+    scenario's testinfra tests run the converge with --check --diff and assert changed=0."""
+    without = [scenario for scenario in SCENARIOS
+               if not any("assert_check_mode_clean(" in path.read_text()
+                          for path in (ROOT / "molecule" / scenario / "tests").glob("test_*.py"))]
+    assert not without, f"scenarios that never assert changed=0 in check mode: {without}"
 
 
 def _dangling_volumes():

@@ -116,6 +116,10 @@ def test_health_playbook_is_green():
     assert summary[HOST]["failed"] == 0 and summary[HOST]["changed"] == 0, summary
 
 
+def test_check_mode_on_the_converged_host_reports_no_change():
+    helpers.assert_check_mode_clean("converge.yml", hosts=[HOST])
+
+
 def test_api_is_real_dify_built_from_source():
     result = api("/health")
     assert result["status"] == 200, result
