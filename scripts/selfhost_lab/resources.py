@@ -2,9 +2,11 @@
 the engine, and the lab's network (a subnet of its own, fixed host addresses)."""
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import re
+import tempfile
 from pathlib import Path
 
 from selfhost_lab.common import ROOT, LabError, docker, log
@@ -138,16 +140,23 @@ class Lab:
         return shapes.pop()
 
 
+NETWORK_LOCK = Path(tempfile.gettempdir()) / "selfhost-lab-network.lock"
+
+
 def create_network(lab: Lab) -> None:
     """The lab's network, with a subnet of its own so that each host keeps its address across
     restarts (a server's address does not change when it reboots; Docker hands out addresses
     anew only on networks without a configured subnet). Docker chooses a free subnet first."""
     log(f"creating network {lab.network}")
     labels = [a for label in lab.labels() for a in ("--label", label)] + ["--label", f"{LABEL_INVENTORY}={lab.inventory}"]
-    docker("network", "create", *labels, lab.network)
-    subnet = json.loads(docker("network", "inspect", lab.network))[0]["IPAM"]["Config"][0]["Subnet"]
-    docker("network", "rm", lab.network)
-    docker("network", "create", "--subnet", subnet, *labels, lab.network)
+    # One lab at a time between `rm` and the second `create`: labs brought up side by side
+    # (the test streams) would otherwise be handed the same free subnet.
+    with open(NETWORK_LOCK, "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        docker("network", "create", *labels, lab.network)
+        subnet = json.loads(docker("network", "inspect", lab.network))[0]["IPAM"]["Config"][0]["Subnet"]
+        docker("network", "rm", lab.network)
+        docker("network", "create", "--subnet", subnet, *labels, lab.network)
 
 
 def host_address(lab: Lab, layout: str, host: str) -> str:
