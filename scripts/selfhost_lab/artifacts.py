@@ -46,7 +46,10 @@ def copy_logging_artifacts(target: Path) -> None:
                            f"release zips of Loki and Promtail 3.6.15")
         log(f"copying {filename} into {target}")
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target / filename)
+        # Whole or not at all: a lab brought up alongside may be reading it already.
+        partial = target / f".{filename}.{os.getpid()}.part"
+        shutil.copyfile(source, partial)
+        os.replace(partial, target / filename)
 
 
 def fetch_artifacts() -> None:
