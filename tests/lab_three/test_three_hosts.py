@@ -6,8 +6,8 @@ changes nothing; a request through the edge reaches the api on app1, which signs
 administrator in and stores an upload (PostgreSQL, Redis and S3 on data1); the data ports
 answer from the app host only, and Dify's published ports from the edge only; each tag whose
 roles reach across hosts alone changes nothing (tests/lab/test_tags.py runs every tag on the
-single-node lab); every host restarted at once comes back healthy without a rerun; and last, a firewall rule given through
-the interface opens a data port to the dify group only.
+single-node lab); every host restarted at once comes back healthy without a rerun; and last,
+a firewall rule given through the interface opens a data port to the dify group only.
 """
 from __future__ import annotations
 
