@@ -21,7 +21,7 @@ help:
 	@echo "make test           run every test (what CI runs)"
 	@echo "make lint | sanity | unit | molecule SCENARIO=base"
 	@echo "make bench-postgresql   pgbench TPS of the tuned PostgreSQL vs distro defaults (a ratio)"
-	@echo "make bench-sse URL=...  time to the first SSE event through the edge vs direct (a ratio)"
+	@echo "make bench-sse      a Dify workflow streamed: first SSE event through the lab's edge vs its api (ARGS=\"--name test3\")"
 	@echo "make bench-rerun    no-op rerun of site.yml vs the first converge on fresh labs (LAYOUT=single|three|both, ARGS=--keep)"
 
 venv:
@@ -62,7 +62,7 @@ bench-postgresql: venv images
 	$(PY) scripts/bench/pgbench_tuning.py
 
 bench-sse: venv
-	$(PY) scripts/bench/sse_first_event.py $(ARGS)
+	$(PY) scripts/bench/sse_workflow.py $(ARGS)
 
 # LAYOUT defaults to single for `make lab`; the benchmark runs both unless given one.
 bench-rerun: venv images

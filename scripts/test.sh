@@ -33,19 +33,34 @@ T0=$(date +%s)
 
 stamp() { printf '\n==== [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
+# Debian packages the tests use on this machine, installed when missing (CI starts bare).
+need_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "test.sh: installing ${missing[*]} from Debian"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 stage_env() {
   stamp "environment"
   scripts/venv.sh
+  # The browser tests: Debian's Chromium, and certutil to trust the lab's CA in its own NSS database.
+  need_packages chromium libnss3-tools fonts-liberation
   if ! docker info >/dev/null 2>&1; then
     scripts/docker-engine.sh start
     STARTED_ENGINE=1
   fi
   scripts/build-images.sh
   # Dify's api image from upstream's source, one per release the tests run (the lab and the
-  # dify scenario: 1.13.0, and 1.11.1 for the upgrade), and the contract double's image archive
-  # (the plugin daemon, web and sandbox), before the streams that use them start.
+  # dify scenario: 1.13.0, and 1.11.1 for the upgrade), its web and sandbox, and the contract
+  # double's image archive (the plugin daemon), before the streams that use them start.
   if [ -n "${SELFHOST_DIFY_SOURCE_DIR:-}" ]; then
     scripts/build-dify-api.sh "$SELFHOST_DIFY_SOURCE_DIR"/dify-[0-9]*.tar.gz
+    # Dify's web (1.13.0, the release the lab runs and the dify scenario upgrades to) and its code
+    # sandbox (0.2.12, what both releases run), from their upstream source.
+    scripts/build-dify-web.sh "$SELFHOST_DIFY_SOURCE_DIR"/dify-web-1.13.0-*.tar.gz "$SELFHOST_DIFY_SOURCE_DIR"/web-build-1.13.0
+    scripts/build-dify-sandbox.sh "$SELFHOST_DIFY_SOURCE_DIR"/dify-sandbox-0.2.12-*.tar.gz
   else
     echo "test.sh: SELFHOST_DIFY_SOURCE_DIR is not set: Dify's api image cannot be built (the lab and" >&2
     echo "         the dify scenario need it); set it to a directory of Dify source tarballs" >&2
@@ -73,8 +88,7 @@ stage_lint() {
 
 stage_sanity() {
   stamp "ansible-test sanity"
-  command -v shellcheck >/dev/null 2>&1 || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
+  need_packages shellcheck
   local dest="$CACHE/sanity/ansible_collections/selfhost/dify"
   rm -rf "$dest"; mkdir -p "$dest"
   # The collection as it would be built: tracked and new files, minus the dev-only symlink.

@@ -16,6 +16,11 @@ Commands (each prints one JSON object):
     check   {email, password, name, file_id}
                                           sign in, find the app by name, read the uploaded file
                                           back through Dify (GET /console/api/files/<id>/preview)
+    workflow {email, password, name, graph}
+                                          sign in, create a workflow app called `name` (or take
+                                          the existing one), save `graph` as its draft, publish
+                                          it and create an app API key (the console's "API
+                                          Access"); returns the app id and the key
 
 Cookies are kept by hand: behind HTTPS Dify marks them Secure (and names them __Host-…),
 which a cookie jar would not send back over the plain HTTP of the published port.
@@ -100,8 +105,37 @@ def main(argv: list[str]) -> int:
         status, preview = console.request("GET", f"/files/{args['file_id']}/preview")
         result.update(preview_status=status,
                       preview=preview.get("content") if isinstance(preview, dict) else preview)
+    elif command == "workflow" and result["login_status"] == 200:
+        result.update(publish_workflow(console, args["name"], args["graph"]))
     print(json.dumps(result))
     return 0
+
+
+def publish_workflow(console: Console, name: str, graph: dict) -> dict:
+    """What the console's workflow editor and its "Publish" and "API Access" buttons send."""
+    status, apps = console.request("GET", "/apps?page=1&limit=100&mode=workflow")
+    found = [a for a in apps.get("data", []) if a.get("name") == name] if isinstance(apps, dict) else []
+    if found:
+        app_id = found[0]["id"]
+    else:
+        status, app = console.request("POST", "/apps", {
+            "name": name, "mode": "workflow", "icon_type": "emoji", "icon": "\u2699",
+            "icon_background": "#E0F2FE", "description": "made by the selfhost.dify tests"})
+        if status != 201:
+            return {"app_status": status, "app_body": app}
+        app_id = app["id"]
+    status, draft = console.request("GET", f"/apps/{app_id}/workflows/draft")
+    body = {"graph": graph, "features": {}, "environment_variables": [], "conversation_variables": []}
+    if status == 200 and isinstance(draft, dict) and draft.get("hash"):
+        body["hash"] = draft["hash"]
+    status, saved = console.request("POST", f"/apps/{app_id}/workflows/draft", body)
+    if status != 200:
+        return {"app_id": app_id, "draft_status": status, "draft_body": saved}
+    status, published = console.request("POST", f"/apps/{app_id}/workflows/publish", {})
+    if status not in (200, 201):
+        return {"app_id": app_id, "publish_status": status, "publish_body": published}
+    status, key = console.request("POST", f"/apps/{app_id}/api-keys")
+    return {"app_id": app_id, "key_status": status, "key": key.get("token") if isinstance(key, dict) else key}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ the edge container, Caddy on 443):
 
 (--insecure because the timing, not the certificate, is measured here; give --cafile with
 Pebble's root to verify it too.) Against a real Dify, use an app's API key with --header
-"Authorization: Bearer app-..." and the api port the dify role publishes as --direct.
+"Authorization: Bearer app-..." and the api port the dify role publishes as --direct, and the
+request --body of the endpoint; `make bench-sse` (scripts/bench/sse_workflow.py) does that
+on a lab with a workflow whose Code node runs in Dify's sandbox.
 """
 from __future__ import annotations
 
@@ -83,6 +85,8 @@ def main() -> int:
     parser.add_argument("--cafile", help="CA file to verify the proxy's certificate")
     parser.add_argument("--insecure", action="store_true", help="do not verify the proxy's certificate")
     parser.add_argument("--header", action="append", default=[], help="extra request header 'Name: value' (repeatable)")
+    parser.add_argument("--body", help="the JSON request body (a real Dify endpoint's); without it the stand-in's "
+                        "chat body, with --events and --interval as query parameters")
     parser.add_argument("--events", type=int, default=6, help="events the stand-in sends (query parameter)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between events (query parameter)")
     parser.add_argument("--runs", type=int, default=5)
@@ -91,11 +95,12 @@ def main() -> int:
 
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
-    body = json.dumps({"inputs": {}, "query": "benchmark", "response_mode": "streaming", "user": "sse-bench"}).encode()
+    body = (args.body or json.dumps({"inputs": {}, "query": "benchmark", "response_mode": "streaming",
+                                     "user": "sse-bench"})).encode()
     query = f"events={args.events}&interval={args.interval}"
 
     def with_query(url):
-        return url + ("&" if "?" in url else "?") + query
+        return url if args.body else url + ("&" if "?" in url else "?") + query
 
     results = {"direct": [], "proxy": []}
     for _run in range(args.runs):

@@ -1,5 +1,6 @@
 """What the lab's roles install from files on the controller, as an air-gapped install gets
-them: the seaweedfs artifact, the Loki and Promtail zips, Dify's images (pulled, or built here with the contract double),
+them: the seaweedfs artifact, the Loki and Promtail zips, Dify's images (pulled, or built here from upstream's source, the
+contract double playing the plugin daemon),
 and Compose v2 for Debian 12 hosts."""
 from __future__ import annotations
 
@@ -63,8 +64,9 @@ def fetch_artifacts() -> None:
 
 
 # Dify's images: the lab pulls them when their registry answers. Where none does, it builds Dify's
-# api image (api, worker, beat, migrations) from upstream's source tarball, and runs the contract
-# double only for what cannot be built here: the plugin daemon, and the web and the sandbox.
+# images from upstream's source tarballs: the api (api, worker, beat, migrations), the web and the
+# code sandbox; the contract double plays only what cannot be built here: the plugin daemon (and
+# the web or the sandbox when their source is not given).
 DIFY_REGISTRY = ("registry-1.docker.io", 443)
 DOUBLE_SERVICES = ("web", "sandbox", "plugin_daemon")
 
@@ -91,16 +93,48 @@ def dify_version() -> str:
     return m.group(1)
 
 
+def source_dir() -> Path | None:
+    where = os.environ.get("SELFHOST_DIFY_SOURCE_DIR", "")
+    return Path(where) if where else None
+
+
 def dify_source_tarball(version: str) -> Path:
     """Upstream's source tarball of `version`, from SELFHOST_DIFY_SOURCE_DIR (the Makefile sets it)."""
-    where = os.environ.get("SELFHOST_DIFY_SOURCE_DIR", "")
-    found = sorted(Path(where).glob(f"dify-{version}-*.tar.gz")) if where else []
+    where = source_dir()
+    found = sorted(where.glob(f"dify-{version}-*.tar.gz")) if where else []
     if not found:
         raise LabError(
             f"no registry is reachable and no source of Dify {version} was given: set SELFHOST_DIFY_SOURCE_DIR "
             f"to a directory holding dify-{version}-<commit>.tar.gz (a snapshot of langgenius/dify with api/ and "
             f"docker/), e.g. `make lab DIFY_SOURCE_DIR=/path/to/dir`")
     return found[-1]
+
+
+def web_source(version: str) -> list[Path] | None:
+    """The web's source (dify-web-<version>-<commit>.tar.gz) and its build manifest directory
+    (web-build-<version>/), when SELFHOST_DIFY_SOURCE_DIR holds both."""
+    where = source_dir()
+    tarballs = sorted(where.glob(f"dify-web-{version}-*.tar.gz")) if where else []
+    manifest = where / f"web-build-{version}" if where else None
+    if not tarballs or manifest is None or not (manifest / "package.json").is_file():
+        return None
+    return [tarballs[-1], manifest]
+
+
+def sandbox_release(version: str) -> str:
+    """The sandbox release Dify `version` runs (the role's release map: upstream's compose file)."""
+    text = (ROOT / "roles" / "dify" / "vars" / "main.yml").read_text()
+    block = text.split(f'"{version}":', 1)[1]
+    m = re.search(r"sandbox: langgenius/dify-sandbox:(\S+)", block)
+    if not m:
+        raise LabError(f"roles/dify/vars/main.yml names no sandbox image for Dify {version}")
+    return m.group(1)
+
+
+def sandbox_source(release: str) -> list[Path] | None:
+    where = source_dir()
+    found = sorted(where.glob(f"dify-sandbox-{release}-*.tar.gz")) if where else []
+    return [found[-1]] if found else None
 
 
 def archive_entry(name: str) -> str:
@@ -122,22 +156,38 @@ def dify_image_vars() -> str:
     version = dify_version()
     tarball = dify_source_tarball(version)
     sh([str(ROOT / "scripts" / "build-dify-api.sh"), str(tarball)], timeout=3600)
+    real = [f"api, worker, beat and the migration (langgenius/dify-api:{version}, from {tarball.name})"]
+    archives = [f"dify-api-{version}.tar"]
+    web = web_source(version)
+    if web:
+        sh([str(ROOT / "scripts" / "build-dify-web.sh"), *map(str, web)], timeout=3600)
+        real.append(f"web (langgenius/dify-web:{version}, from {web[0].name})")
+        archives.append(f"dify-web-{version}.tar")
+    release = sandbox_release(version)
+    sandbox = sandbox_source(release)
+    if sandbox:
+        sh([str(ROOT / "scripts" / "build-dify-sandbox.sh"), *map(str, sandbox)], timeout=3600)
+        real.append(f"sandbox (langgenius/dify-sandbox:{release}, from {sandbox[0].name})")
+        archives.append(f"dify-sandbox-{release}.tar")
+    doubles = [s for s, given in (("web", web), ("sandbox", sandbox), ("plugin_daemon", None)) if not given]
     sh([str(ROOT / "scripts" / "build-dify-double.sh")], timeout=1800)
-    say(f"DIFY IMAGES: no registry is reachable from here. REAL DIFY {version}: api, worker, beat and the")
-    say(f"  migration run langgenius/dify-api:{version}, built here from upstream's source ({tarball.name}).")
-    say(f"  THE CONTRACT DOUBLE, NOT DIFY, plays {', '.join(DOUBLE_SERVICES)} (tests/dify_double): they cannot")
+    archives.append("dify-double.tar")
+    say(f"DIFY IMAGES: no registry is reachable from here. REAL DIFY {version}, built here from upstream's source:")
+    for line in real:
+        say(f"  {line}")
+    say(f"  THE CONTRACT DOUBLE, NOT DIFY, plays {', '.join(doubles)} (tests/dify_double): "
+        f"{'it cannot' if doubles == ['plugin_daemon'] else 'they cannot, or their source was not given,'}")
     say("  be built here. The SSRF proxy is a real squid from Debian.")
-    DIFY_SUMMARY[:] = [f"Dify {version}: REAL api, worker, beat, migration (built from {tarball.name});",
-                       f"  CONTRACT DOUBLE (not Dify): {', '.join(DOUBLE_SERVICES)}; SSRF proxy: real squid"]
+    DIFY_SUMMARY[:] = [f"Dify {version}: REAL " + "; ".join(real),
+                       f"  CONTRACT DOUBLE (not Dify): {', '.join(doubles)}; SSRF proxy: real squid"]
     return (
-        f"# No registry was reachable when the lab came up: Dify's api image, built from {tarball.name},\n"
-        f"# runs api, worker, beat and the migration; the contract double (NOT Dify) plays\n"
-        f"# {', '.join(DOUBLE_SERVICES)}; the SSRF proxy is a real squid from Debian.\n"
-        f"dify_contract_double_services: [{', '.join(DOUBLE_SERVICES)}]\n"
+        f"# No registry was reachable when the lab came up: Dify's images built from upstream's source\n"
+        f"# run {', '.join(r.split(' (')[0] for r in real)}; the contract double (NOT Dify) plays\n"
+        f"# {', '.join(doubles)}; the SSRF proxy is a real squid from Debian.\n"
+        f"dify_contract_double_services: [{', '.join(doubles)}]\n"
         "dify_image_source: archive\n"
         "dify_image_archives:\n"
-        + archive_entry(f"dify-api-{version}.tar")
-        + archive_entry("dify-double.tar")
+        + "".join(archive_entry(name) for name in archives)
         + "dify_images:\n"
         "  ssrf_proxy: selfhost-dify/squid:trixie\n"
     )

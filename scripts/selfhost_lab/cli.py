@@ -5,6 +5,7 @@ import argparse
 import sys
 
 import selfhost_lab
+from selfhost_lab.browser import cmd_browser
 from selfhost_lab.commands import cmd_converge, cmd_destroy, cmd_status, cmd_up
 from selfhost_lab.common import LabError
 from selfhost_lab.resources import DEBIAN_VERSIONS, DEFAULT_NAME, LAYOUTS
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--inventory", help="inventory directory (required for a named lab)")
     with_name(sub.add_parser("converge", help="run site.yml on the lab; other arguments go to ansible-playbook",
                              allow_abbrev=False))
+    br = with_name(sub.add_parser("browser", help="open the lab's Dify in Chromium, the edge's CA trusted "
+                                  "(prints the command without a display)", allow_abbrev=False))
+    br.add_argument("--print", action="store_true", help="only print the command")
     st = with_name(sub.add_parser("status", help="show the lab", allow_abbrev=False))
     st.add_argument("--json", action="store_true")
     de = with_name(sub.add_parser("destroy", help="remove the lab (every lab without --name)",
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_up(args)
         if args.command == "converge":
             return cmd_converge(args, extra)
+        if args.command == "browser":
+            return cmd_browser(args)
         if args.command == "status":
             return cmd_status(args)
         return cmd_destroy(args)

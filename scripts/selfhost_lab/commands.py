@@ -10,7 +10,7 @@ from pathlib import Path
 from selfhost_lab.artifacts import DIFY_SUMMARY, compose_plugin_vars, dify_image_vars, fetch_artifacts
 from selfhost_lab.common import ROOT, LabError, docker, ensure_dir, log, now, rel, say, tool, wait_until, write_file
 from selfhost_lab.hosts import apply_container_quirks, create_host, ensure_volume, host_facts, start_host
-from selfhost_lab.inventory import (converged_marker, remove_generated, render_generated_vars, render_hosts,
+from selfhost_lab.inventory import (converged_marker, edge_vars, remove_generated, render_generated_vars, render_hosts,
                                     set_converged_marker)
 from selfhost_lab.resources import (ADMIN_USER, DEFAULT_INVENTORY, DEFAULT_NAME, IMAGE, LABEL, LABEL_NAME, LAYOUTS,
                                     Lab, create_network)
@@ -66,7 +66,8 @@ def cmd_up(args) -> int:
                                         for f in facts.values()), 0o600)
     write_file(lab.ssh_config, render_ssh_config(lab, facts), 0o600)
     write_file(lab.hosts_file, render_hosts(lab, args.layout, args.debian, facts, marker))
-    write_file(lab.generated_vars, render_generated_vars(pubkey, dify_image_vars() + compose_plugin_vars(args.debian)))
+    write_file(lab.generated_vars, render_generated_vars(pubkey, dify_image_vars() + compose_plugin_vars(args.debian)
+                                                          + edge_vars(args.layout)))
     if lab.name != DEFAULT_NAME:
         # A named lab's inventory lives outside the checkout: link the static lab settings.
         static = lab.path("group_vars", "all", "main.yml")

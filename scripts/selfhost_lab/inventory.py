@@ -74,6 +74,21 @@ def render_generated_vars(pubkey: str, dify_images: str = "") -> str:
     )
 
 
+# The edge proxy each layout runs: the single-node lab shows Caddy, the three-host lab nginx; both
+# with a certificate of the edge host's own CA (selfhost_edge_tls: selfsigned), whose root a
+# browser or client trusts (EDGE_CA_ROOTS, `scripts/lab.py ca`).
+EDGE_BY_LAYOUT = {"single": "caddy", "three": "nginx"}
+EDGE_CA_ROOTS = {
+    "caddy": "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt",
+    "nginx": "/etc/ssl/selfhost-nginx/local-ca.crt",
+}
+
+
+def edge_vars(layout: str) -> str:
+    return (f"# The edge of the {layout} layout (scripts/selfhost_lab/inventory.py, EDGE_BY_LAYOUT).\n"
+            f"selfhost_edge_proxy: {EDGE_BY_LAYOUT[layout]}\n")
+
+
 def converged_marker(lab: Lab) -> str:
     try:
         text = lab.hosts_file.read_text()
@@ -95,5 +110,5 @@ def remove_generated(inventory: Path, everything: bool) -> None:
                  inventory / ".ssh" / "known_hosts", inventory / ".ssh" / "config"):
         path.unlink(missing_ok=True)
     if everything:
-        for sub in (".ssh", ".credentials"):
+        for sub in (".ssh", ".credentials", ".browser"):
             shutil.rmtree(inventory / sub, ignore_errors=True)

@@ -430,6 +430,11 @@ class DaemonApp(App):
                 return json_response({"code": -401, "message": "unauthorized", "data": None}, 401)
             if path.endswith("/management/list"):
                 return json_response({"code": 0, "message": "success", "double": True, "data": {"list": [], "total": 0}})
+            # A daemon with no plugin installed: no model providers (api/core/plugin/impl/model.py
+            # reads a list) and no install tasks (api/core/plugin/impl/plugin.py, a list), as the
+            # console's pages ask for them after sign-in.
+            if request.method == "GET" and path.endswith(("/management/models", "/management/install/tasks")):
+                return json_response({"code": 0, "message": "success", "double": True, "data": []})
         return self.not_found(request)
 
 

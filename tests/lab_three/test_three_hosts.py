@@ -1,5 +1,5 @@
 """The whole stack across three hosts, as `make lab LAYOUT=three` deploys it: edge1 runs the
-edge proxy, app1 Dify, data1 PostgreSQL, Redis and SeaweedFS.
+edge proxy (nginx here; the single-node lab runs Caddy), app1 Dify, data1 PostgreSQL, Redis and SeaweedFS.
 
 In order (pytest runs a module's tests top to bottom): the hosts and their groups; the rerun
 changes nothing; a request through the edge reaches the api on app1, which signs the
@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from tests import edge_kit
+from tests import edge_kit, lab_journeys
 from tests.helpers import (APPLIED, ansible_playbook, assert_tag_alone_changes_nothing, changed_tasks, container_ip,
                            dify_console, docker,
                            lab as lab_script, listening, probe, recap, site_tags)
@@ -33,8 +33,12 @@ EXPECTED_GROUPS = {
 }
 DATA_PORTS = {"PostgreSQL": 5432, "Redis": 6379, "S3 (SeaweedFS)": 8333}
 DIFY_PORTS = {"api": 5001, "web": 3000, "plugin daemon": 5002}
-CADDY_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
 CA_IN_CLIENT = "/tmp/lab-edge-ca.pem"
+
+
+def edge_ca(three) -> str:
+    """The root of the edge's own CA (nginx on this lab: tests/lab_journeys.py)."""
+    return lab_journeys.Site(three, "edge1", "app1", "data1").edge_ca()
 
 
 def site(three, *args):
@@ -48,7 +52,7 @@ def site(three, *args):
 @pytest.fixture
 def edge(three, outsider):
     """The edge as a client on the lab network sees it, trusting the edge's local CA."""
-    edge_kit.put_file(outsider, CA_IN_CLIENT, docker("exec", three.container("edge1"), "cat", CADDY_ROOT).stdout)
+    edge_kit.put_file(outsider, CA_IN_CLIENT, edge_ca(three))
     return edge_kit.Edge(outsider, three.hostvars["edge1"]["selfhost_domain"], three.address("edge1"), CA_IN_CLIENT)
 
 

@@ -27,7 +27,7 @@ from tests import edge_kit
 from tests.helpers import ansible_playbook, changed_tasks, dify_console, docker, lab as lab_script, recap, run
 from tests.lab.conftest import load_lab
 from tests.lab_three.conftest import NAME
-from tests.lab_three.test_three_hosts import CA_IN_CLIENT, CADDY_ROOT, admin, on_app
+from tests.lab_three.test_three_hosts import CA_IN_CLIENT, admin, edge_ca, on_app
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
@@ -148,7 +148,7 @@ def dify_keys(three) -> dict:
 def through_edge(three, outsider) -> tuple[list[str], str]:
     """How tests/dify_console.py reaches Dify as a browser does: https://<domain>/ resolved to
     the edge on edge1, verified against the edge's CA."""
-    edge_kit.put_file(outsider, CA_IN_CLIENT, docker("exec", three.container("edge1"), "cat", CADDY_ROOT).stdout)
+    edge_kit.put_file(outsider, CA_IN_CLIENT, edge_ca(three))
     domain = three.hostvars["edge1"]["selfhost_domain"]
     docker("exec", outsider, "sh", "-c",
            f"grep -v ' {domain}$' /etc/hosts > /tmp/hosts.new; echo '{three.address('edge1')} {domain}' "

@@ -3,8 +3,9 @@
 dify-debian13 carries PostgreSQL, Redis, SeaweedFS, Docker and the compose project. api,
 worker, beat and the migration are REAL DIFY: its api image built from upstream's source
 (scripts/build-dify-api.sh), loaded through the role's archive path. Converged at release
-1.11.1; the last test upgrades to 1.13.0. The CONTRACT DOUBLE (tests/dify_double) plays only
-the plugin daemon, the web and the sandbox; the SSRF proxy is a real squid. The database and
+1.11.1; the last tests upgrade to 1.13.0. The sandbox is Dify's own, built from its source; so
+is the web from 1.13.0 on. The CONTRACT DOUBLE (tests/dify_double) plays only the plugin daemon,
+and the web of 1.11.1; the SSRF proxy is a real squid. The database and
 Redis passwords carry @ : / % # ? & + (molecule.yml), so every test also shows they work.
 What is tested is what a user sees: the health playbook, the schema at the image's head, the
 administrator signing in, the worker executing what is sent to each of its queues, a file
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests import helpers  # noqa: E402  pylint: disable=wrong-import-position
+from tests import dify_workflow, helpers  # noqa: E402  pylint: disable=wrong-import-position
 
 INVENTORY = helpers.ansible_inventory(helpers.molecule_inventory())
 HOST = next(h for h in INVENTORY["_meta"]["hostvars"] if h.endswith("debian13"))
@@ -350,3 +351,24 @@ def test_after_the_upgrade_the_worker_serves_every_queue_and_uploads_land_in_the
     assert seed["upload_status"] == 201, seed
     key = superuser(f"SELECT key FROM upload_files WHERE id = '{seed['file_id']}'")
     assert s3_object(key) == text.encode()
+
+
+def test_after_the_upgrade_the_web_is_dify_s_own_and_a_code_node_runs_in_the_real_sandbox():
+    """From 1.13.0 on, the web is Dify's own (built from its source; 1.11.1's is the double's), and
+    the sandbox at both releases: a workflow's Python Code node answers through the api."""
+    for service, source in (("web", f"dify-web-{NEXT}-"), ("sandbox", "dify-sandbox-0.2.12-")):
+        image = sh("docker", "inspect", "--format", "{{.Config.Image}}", f"dify-{service}-1")
+        label = sh("docker", "image", "inspect", "--format", '{{index .Config.Labels "selfhost.dify.source"}}', image)
+        assert label.startswith(source), (service, image, label)
+    signin = http(f"http://{host_ip()}:3000/signin")
+    headers = {k.lower(): v for k, v in signin["headers"].items()}
+    assert signin["status"] == 200 and "x-dify-double" not in headers, signin["status"]
+    assert "/_next/static/" in signin["body"], signin["body"][:300]
+    key = dify_workflow.publish(ON_HOST, f"http://{host_ip()}:5001", ADMIN_EMAIL_INVENTORY, ADMIN_PASSWORD)
+    text = "run by the real sandbox"
+    result = api("/v1/workflows/run", method="POST", headers={"Authorization": f"Bearer {key}"},
+                 body={"inputs": {"text": text, "action": "", "seconds": "", "target": ""},
+                       "response_mode": "blocking", "user": "molecule"})
+    assert result["status"] == 200, result
+    data = result["json"]["data"]
+    assert data["status"] == "succeeded" and data["outputs"] == {"result": dify_workflow.expected(text)}, data
