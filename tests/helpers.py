@@ -107,6 +107,98 @@ def assert_rejected_unchanged(container: str, apply, expected=(), hidden=()):
     return proc
 
 
+class RejectionBatch:
+    """Every case of a bad-input test in ONE ansible-playbook run, instead of a run per case.
+
+    Each case ({case id: host variables}) becomes an inventory host (case_01, case_02, ... in
+    the order given) that reaches the same `container` over the docker connection and carries
+    that case's variables as host vars; each host is also in every group of `groups`. A test
+    then asserts on its own host's part of the output with assert_rejected(), as
+    assert_rejected_unchanged does for a run of its own: the host failed, its result lines
+    name every expected text, its recap says changed=0; and, for the whole run, no hidden
+    secret was shown anywhere and the container's fingerprint is what it was before.
+
+    Only for cases that mean the same on one host of many: a case whose variables a role reads
+    from another host (the first host of a group) or that needs a layout of its own runs alone.
+    run() is called once, by the module-scoped fixture that the first case asks for."""
+
+    RESULT_FORMAT = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}  # one line per result
+
+    def __init__(self, container: str, playbook, cases: dict[str, dict], workdir: Path, groups=(), forks: int = 20,
+                 timeout: int = 1800):
+        self.container, self.playbook, self.workdir = container, Path(playbook), Path(workdir)
+        self.cases = dict(cases)
+        self.hosts = {case: f"case_{number:02d}" for number, case in enumerate(self.cases, 1)}
+        self.groups, self.forks, self.timeout = tuple(groups), forks, timeout
+        self.proc = self.before = self.after = None
+        self.results: dict[str, list[str]] = {}
+        self.summary: dict[str, dict[str, int]] = {}
+
+    def inventory(self) -> dict:
+        hosts = {host: {"ansible_python_interpreter": "/usr/bin/python3",
+                        "ansible_connection": "community.docker.docker",
+                        "ansible_host": self.container, **self.cases[case]}
+                 for case, host in self.hosts.items()}
+        inventory = {"all": {"hosts": hosts}}
+        if self.groups:
+            inventory["all"]["children"] = {group: {"hosts": {host: {} for host in hosts}} for group in self.groups}
+        return inventory
+
+    def run(self) -> "RejectionBatch":
+        path = self.workdir / "batch-inventory.yml"
+        path.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
+        self.before = fingerprint(self.container)
+        self.proc = ansible_playbook(["-i", str(path), str(self.playbook)], timeout=self.timeout,
+                                     env={**self.RESULT_FORMAT, "ANSIBLE_FORKS": str(self.forks)})
+        self.after = fingerprint(self.container)
+        self.results = host_lines(self.proc.stdout)
+        self.summary = recap(self.proc.stdout)
+        return self
+
+    def assert_rejected(self, case: str, expected=(), hidden=()) -> list[str]:
+        """Assert that `case` failed with every text of `expected` in its host's result lines,
+        that none of `hidden` (secrets) shows anywhere in the run's output, that its host
+        reported no change and that the container is as it was. Returns the host's lines."""
+        host = self.hosts[case]
+        name = f"case {case!r} (host {host} of the batch)"
+        lines = self.results.get(host, [])
+        text = "\n".join(lines)
+        assert self.proc.returncode != 0, f"{name}: the batch run succeeded:\n{self.proc.stdout[-3000:]}"
+        assert host in self.summary, f"{name}: not in the PLAY RECAP:\n{self.proc.stdout[-3000:]}"
+        failed = [line for line in lines if line.startswith(("fatal:", "failed:"))]
+        assert failed and self.summary[host]["failed"] > 0, f"{name}: did not fail:\n{text[-4000:]}"
+        for wanted in expected:
+            assert wanted in text, f"{name}: {wanted!r} not in its results:\n{text[-4000:]}"
+        for secret in hidden:
+            shown = [line for line in self.proc.stdout.splitlines() if secret in line]
+            assert not shown, f"{name}: a secret was shown in the output:\n" + "\n".join(shown)[-4000:]
+        assert self.summary[host]["changed"] == 0, f"{name}: reported changes: {self.summary[host]}\n{text[-4000:]}"
+        assert self.before == self.after, f"{name}: the batch changed the host {self.container}"
+        return lines
+
+
+def host_lines(output: str) -> dict[str, list[str]]:
+    """{host: its lines} of ansible-playbook's default output: its result lines ("fatal: [host]:
+    ...", "ok: [host -> localhost] ...", "failed: [host] (item=...) => ..." and the like), and
+    before a failure the "[ERROR]: ..." report printed right above it (the message as it was
+    written, where the result line has it JSON-escaped) up to that result line."""
+    result: dict[str, list[str]] = {}
+    report: list[str] = []
+    for line in output.splitlines():
+        status = TASK_RESULT_RE.match(line)
+        if status:
+            lines = result.setdefault(status.group("host"), [])
+            if status.group("status") in ("failed", "fatal"):
+                lines.extend(report)
+            lines.append(line)
+            report = []
+        elif line.startswith(("TASK [", "RUNNING HANDLER [", "PLAY ")):
+            report = []
+        elif line.startswith("[ERROR]: ") or report:
+            report.append(line)
+    return result
+
+
 def container_ip(name: str, network: str | None = None) -> str:
     fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
     if network:

@@ -6,6 +6,10 @@ of mistake through the docker connection and asserts that the run fails, that th
 the variable at fault (and never shows a secret), and that the host's configuration state is
 exactly what it was before. The positive control runs the preflight alone, in check mode, with
 valid variables, and passes.
+
+The cases share one ansible-playbook run (helpers.RejectionBatch): each is an inventory host of
+its own, pointing at the server and carrying the case's variables, and each test reads its
+host's part of the output.
 """
 from __future__ import annotations
 
@@ -31,8 +35,13 @@ def server():
         yield name
 
 
+def case_vars(variables):
+    """VALID with the case's variables on top (UNSET removes one)."""
+    return {k: v for k, v in {**VALID, **variables}.items() if v is not UNSET}
+
+
 def apply_role(server, tmp_path, variables, *extra):
-    variables = {k: v for k, v in {**VALID, **variables}.items() if v is not UNSET}
+    variables = case_vars(variables)
     inventory = {"all": {"hosts": {"target": {"ansible_python_interpreter": "/usr/bin/python3",
                                               "ansible_connection": "community.docker.docker",
                                               "ansible_host": server, **variables}},
@@ -88,10 +97,18 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("variables, expected", list(CASES.values()), ids=list(CASES))
-def test_bad_input_fails_before_any_change(server, tmp_path, variables, expected):
-    helpers.assert_rejected_unchanged(server, lambda: apply_role(server, tmp_path, variables), expected,
-                                      hidden=("Sh0rt-but-r4nd", "test-only-s3-secret-91ac4e", *VALID.values()))
+@pytest.fixture(scope="module")
+def rejections(server, tmp_path_factory):
+    """Every case in one run, a host each (helpers.RejectionBatch), each host in the redis group."""
+    cases = {name: case_vars(variables) for name, (variables, _expected) in CASES.items()}
+    return helpers.RejectionBatch(server, PLAYBOOK, cases, tmp_path_factory.mktemp("backup-batch"),
+                                  groups=["redis"]).run()
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_fails_before_any_change(rejections, case):
+    rejections.assert_rejected(case, CASES[case][1],
+                               hidden=("Sh0rt-but-r4nd", "test-only-s3-secret-91ac4e", *VALID.values()))
 
 
 def test_valid_input_passes_the_preflight(server, tmp_path):

@@ -6,6 +6,10 @@ connection and asserts that the run fails, that the output names the variable at
 and that the host's configuration state (files under /etc and /usr/local with their
 modes and owners, and the dpkg status) is exactly what it was before the run.
 
+The cases share one ansible-playbook run (helpers.RejectionBatch): each is an inventory host of
+its own, pointing at the server and carrying the case's variables, and each test reads its
+host's part of the output.
+
 The positive control runs the same playbook with valid variables in check mode, limited
 to the preflight (the bare host has no apt lists for a check-mode package install), and
 shows that it passes: the cases fail for the reason they state.
@@ -106,9 +110,16 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("variables, expected", list(CASES.values()), ids=list(CASES))
-def test_bad_input_fails_before_any_change(server, tmp_path, variables, expected):
-    helpers.assert_rejected_unchanged(server, lambda: apply_role(server, tmp_path, {**VALID, **variables}), expected)
+@pytest.fixture(scope="module")
+def rejections(server, tmp_path_factory):
+    """Every case in one run, a host each (helpers.RejectionBatch)."""
+    cases = {name: {**VALID, **variables} for name, (variables, _expected) in CASES.items()}
+    return helpers.RejectionBatch(server, PLAYBOOK, cases, tmp_path_factory.mktemp("base-batch")).run()
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_fails_before_any_change(rejections, case):
+    rejections.assert_rejected(case, CASES[case][1])
 
 
 def test_all_problems_are_reported_at_once(server, tmp_path):

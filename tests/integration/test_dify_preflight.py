@@ -8,6 +8,11 @@ asserts that the run fails, that the output names the variable at fault (and nev
 secret), and that the host's configuration state (files under /etc and /usr/local with
 their modes and owners, and the dpkg status) is exactly what it was before.
 
+The cases share one ansible-playbook run (helpers.RejectionBatch): each is an inventory host of
+its own, pointing at the server and carrying the case's variables, and each test reads its
+host's part of the output. The cases that change a data service's setting run alone: the role
+reads those from the first host of the group, which in a shared run is another case's host.
+
 The positive controls run the same playbook with valid variables in check mode, limited
 to the preflight, and show that it passes: the cases fail for the reason they state.
 """
@@ -191,11 +196,31 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("variables, expected", list(CASES.values()), ids=list(CASES))
-def test_bad_input_fails_before_any_change(server, tmp_path, variables, expected):
+# The role reads the data services' settings (postgresql_*, redis_*) from the first host of their
+# group, not from the host it runs on: in a batch, another case's host. The cases that change
+# one of them run alone, on the one host `target`; the others in one run (helpers.RejectionBatch).
+ALONE = [name for name, (variables, _expected) in CASES.items()
+         if any(key.startswith(("postgresql_", "redis_")) for key in variables)]
+
+
+@pytest.fixture(scope="module")
+def rejections(server, tmp_path_factory):
+    """The cases but ALONE in one run, a host each, each host in every group of GROUPS."""
+    workdir = tmp_path_factory.mktemp("dify-batch")
+    cases = {name: case_vars(variables, workdir) for name, (variables, _expected) in CASES.items()
+             if name not in ALONE}
+    return helpers.RejectionBatch(server, PLAYBOOK, cases, workdir, groups=GROUPS).run()
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_fails_before_any_change(request, server, tmp_path, case):
+    variables, expected = CASES[case]
     # (difyai123456 is public and quoted in the role's documentation, so it is not checked.)
-    helpers.assert_rejected_unchanged(server, lambda: apply_role(server, tmp_path, case_vars(variables, tmp_path)),
-                                      expected, hidden=HIDDEN)
+    if case in ALONE:
+        helpers.assert_rejected_unchanged(server, lambda: apply_role(server, tmp_path, case_vars(variables, tmp_path)),
+                                          expected, hidden=HIDDEN)
+    else:
+        request.getfixturevalue("rejections").assert_rejected(case, expected, hidden=HIDDEN)
 
 
 def test_all_problems_are_reported_at_once(server, tmp_path):

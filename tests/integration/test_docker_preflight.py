@@ -8,6 +8,10 @@ that the output names the variable at fault, and that the host's configuration s
 under /etc and /usr/local with their modes and owners, and the dpkg status) is exactly what it
 was before the run.
 
+The cases share one ansible-playbook run (helpers.RejectionBatch): each is an inventory host of
+its own, pointing at the server and carrying the case's variables, and each test reads its
+host's part of the output.
+
 The positive control runs the same playbook with valid variables in check mode, limited to
 the preflight, and shows that it passes: the cases fail for the reason they state.
 
@@ -170,10 +174,16 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("variables, expected", list(CASES.values()), ids=list(CASES))
-def test_bad_input_fails_before_any_change(server, workdir, tmp_path, variables, expected):
-    helpers.assert_rejected_unchanged(
-        server, lambda: apply_role(server, workdir, tmp_path, case_vars(workdir, variables)), expected)
+@pytest.fixture(scope="module")
+def rejections(server, workdir):
+    """Every case in one run, a host each (helpers.RejectionBatch)."""
+    cases = {name: case_vars(workdir, variables) for name, (variables, _expected) in CASES.items()}
+    return helpers.RejectionBatch(server, workdir / "docker.yml", cases, workdir).run()
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_fails_before_any_change(rejections, case):
+    rejections.assert_rejected(case, CASES[case][1])
 
 
 def test_a_pool_overlapping_the_hosts_own_network_is_refused(server, workdir, tmp_path):

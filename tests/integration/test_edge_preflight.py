@@ -6,6 +6,10 @@ connection and asserts that the run fails, that the output names the variable at
 and that the host's configuration state (helpers.fingerprint: files under /etc and
 /usr/local with modes and owners, and the dpkg status) is exactly what it was before.
 
+The cases share one ansible-playbook run (helpers.RejectionBatch): each is an inventory host of
+its own, pointing at the server and carrying the case's variables, and each test reads its
+host's part of the output. Each role's cases share one run.
+
 The cases of the shared edge interface (selfhost_domain, selfhost_edge_*) run against every
 role in ROLES; role-specific cases live in ROLE_CASES. To add the nginx role: append
 "nginx" to ROLES and its own cases to ROLE_CASES["nginx"].
@@ -15,6 +19,7 @@ the preflight, and shows that it passes: the cases fail for the reason they stat
 """
 from __future__ import annotations
 
+import functools
 
 import pytest
 import yaml
@@ -72,9 +77,13 @@ ROLE_CASES = {
     # "nginx": {...},
 }
 
-PARAMS = [pytest.param(role, variables, expected, id=f"{role}: {name}")
-          for role in ROLES
-          for name, (variables, expected) in {**CASES, **ROLE_CASES.get(role, {})}.items()]
+
+def role_cases(role):
+    """{case: (variables, expected)} of `role`: the shared cases and its own."""
+    return {**CASES, **ROLE_CASES.get(role, {})}
+
+
+PARAMS = [pytest.param(role, name, id=f"{role}: {name}") for role in ROLES for name in role_cases(role)]
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +92,14 @@ def server():
         yield name
 
 
-def apply_role(server, tmp_path, role, variables, *extra):
-    """Apply selfhost.dify.<role> over the docker connection, as root, with `variables`
-    (a None value leaves the variable out)."""
-    host_vars = {"ansible_connection": "community.docker.docker", "ansible_host": server,
-                 "ansible_python_interpreter": "/usr/bin/python3",
-                 **{k: v for k, v in variables.items() if v is not None}}
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"target": host_vars}}}, sort_keys=False))
-    playbook = tmp_path / "playbook.yml"
+def case_vars(variables):
+    """`variables` without those whose value is None."""
+    return {k: v for k, v in variables.items() if v is not None}
+
+
+def write_playbook(workdir, role):
+    """A playbook that applies selfhost.dify.<role> to every host of the inventory."""
+    playbook = workdir / "playbook.yml"
     playbook.write_text(yaml.safe_dump([{
         "name": f"Apply selfhost.dify.{role}",
         "hosts": "all",
@@ -99,14 +107,38 @@ def apply_role(server, tmp_path, role, variables, *extra):
         "gather_subset": ["min", "network"],
         "roles": [{"role": f"selfhost.dify.{role}"}],
     }], sort_keys=False))
-    return helpers.ansible_playbook(["-i", str(inventory), str(playbook), *extra],
+    return playbook
+
+
+def apply_role(server, tmp_path, role, variables, *extra):
+    """Apply selfhost.dify.<role> over the docker connection, as root, with `variables`
+    (a None value leaves the variable out)."""
+    host_vars = {"ansible_connection": "community.docker.docker", "ansible_host": server,
+                 "ansible_python_interpreter": "/usr/bin/python3", **case_vars(variables)}
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"target": host_vars}}}, sort_keys=False))
+    return helpers.ansible_playbook(["-i", str(inventory), str(write_playbook(tmp_path, role)), *extra],
                                     env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}, timeout=600)
 
 
-@pytest.mark.parametrize("role, variables, expected", PARAMS)
-def test_bad_input_fails_before_any_change(server, tmp_path, role, variables, expected):
-    helpers.assert_rejected_unchanged(server, lambda: apply_role(server, tmp_path, role, {**VALID, **variables}),
-                                      expected)
+def role_batch(server, workdir, role, cases):
+    """selfhost.dify.<role> applied with every case ({case id: variables}) in one run, a host
+    each (helpers.RejectionBatch)."""
+    cases = {name: case_vars(variables) for name, variables in cases.items()}
+    return helpers.RejectionBatch(server, write_playbook(workdir, role), cases, workdir).run()
+
+
+@pytest.fixture(scope="module")
+def rejections(server, tmp_path_factory):
+    """role -> the run of all its cases; a role's run starts when its first case asks for it."""
+    return functools.cache(lambda role: role_batch(
+        server, tmp_path_factory.mktemp(f"{role}-batch"), role,
+        {name: {**VALID, **variables} for name, (variables, _expected) in role_cases(role).items()}))
+
+
+@pytest.mark.parametrize("role, case", PARAMS)
+def test_bad_input_fails_before_any_change(rejections, role, case):
+    rejections(role).assert_rejected(case, role_cases(role)[case][1])
 
 
 @pytest.mark.parametrize("role", ROLES)

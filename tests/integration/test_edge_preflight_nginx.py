@@ -17,7 +17,8 @@ import json
 import pytest
 
 from tests import helpers
-from tests.integration.test_edge_preflight import CASES, VALID, apply_role, server  # noqa: F401  # pylint: disable=unused-import
+from tests.integration.test_edge_preflight import (  # noqa: F401  # pylint: disable=unused-import
+    CASES, VALID, apply_role, role_batch, server)
 
 pytestmark = pytest.mark.docker
 
@@ -40,14 +41,19 @@ NGINX_CASES = {
     "access log path with a space": ({"nginx_access_log": "/var/log/nginx/access log.json"}, ["nginx_access_log: must be an absolute path"]),
 }
 
-PARAMS = [pytest.param(variables, expected, id=name)
-          for name, (variables, expected) in {**CASES, **NGINX_CASES}.items()]
+ALL_CASES = {**CASES, **NGINX_CASES}
 
 
-@pytest.mark.parametrize("variables, expected", PARAMS)
-def test_bad_input_fails_before_any_change(server, tmp_path, variables, expected):  # noqa: F811
-    helpers.assert_rejected_unchanged(server, lambda: apply_role(server, tmp_path, ROLE, {**VALID_NGINX, **variables}),
-                                      expected)
+@pytest.fixture(scope="module")
+def rejections(server, tmp_path_factory):  # noqa: F811
+    """Every case in one run, a host each."""
+    return role_batch(server, tmp_path_factory.mktemp("nginx-batch"), ROLE,
+                      {name: {**VALID_NGINX, **variables} for name, (variables, _expected) in ALL_CASES.items()})
+
+
+@pytest.mark.parametrize("case", list(ALL_CASES), ids=list(ALL_CASES))
+def test_bad_input_fails_before_any_change(rejections, case):
+    rejections.assert_rejected(case, ALL_CASES[case][1])
 
 
 def test_all_problems_are_reported_at_once(server, tmp_path):  # noqa: F811

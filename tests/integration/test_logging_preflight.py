@@ -6,6 +6,10 @@ with one kind of mistake through the docker connection and asserts that the run 
 output names the variable at fault, and that the host's configuration state (files under /etc
 and /usr/local with their modes and owners, and the dpkg status) is exactly what it was before.
 
+The cases share one ansible-playbook run (helpers.RejectionBatch): each is an inventory host of
+its own, pointing at the server and carrying the case's variables, and each test reads its
+host's part of the output.
+
 The positive control runs the same playbook with valid variables in check mode, limited to the
 preflight, and shows that it passes: the cases fail for the reason they state.
 """
@@ -142,9 +146,17 @@ def case_vars(valid, variables):
     return {k: v for k, v in merged.items() if v is not UNSET}
 
 
-@pytest.mark.parametrize("variables, expected", list(CASES.values()), ids=list(CASES))
-def test_bad_input_fails_before_any_change(server, valid, tmp_path, variables, expected):
-    helpers.assert_rejected_unchanged(server, lambda: apply_role(server, tmp_path, case_vars(valid, variables)), expected)
+@pytest.fixture(scope="module")
+def rejections(server, valid, tmp_path_factory):
+    """Every case in one run, a host each (helpers.RejectionBatch), each host in the logging group."""
+    cases = {name: case_vars(valid, variables) for name, (variables, _expected) in CASES.items()}
+    return helpers.RejectionBatch(server, PLAYBOOK, cases, tmp_path_factory.mktemp("logging-batch"),
+                                  groups=["logging"]).run()
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_fails_before_any_change(rejections, case):
+    rejections.assert_rejected(case, CASES[case][1])
 
 
 def test_valid_input_passes_the_preflight(server, valid, tmp_path):

@@ -6,11 +6,16 @@ connection and asserts that the run fails, that the output names the variable at
 (never the secret's value), and that the host's configuration state (files under /etc and
 /usr/local with their modes and owners, and the dpkg status) is exactly what it was before.
 
+The cases share one ansible-playbook run of each role (helpers.RejectionBatch): each is an
+inventory host of its own, pointing at the server and carrying the case's variables, and each
+test reads its host's part of the output.
+
 The positive controls run the same playbooks with valid variables in check mode, limited
 to the preflight, and show that it passes: the cases fail for the reason they state.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import pytest
@@ -54,11 +59,15 @@ def server():
         yield name
 
 
+def case_vars(role, changes):
+    """VALID[role] updated by `changes` (a value of None removes the variable)."""
+    return {k: v for k, v in {**VALID[role], **changes}.items() if v is not None}
+
+
 def apply_role(server, tmp_path, role, changes, *extra):
     """Apply `role` over the docker connection with VALID[role] updated by `changes`
     (a value of None removes the variable)."""
-    variables = {**VALID[role], **changes}
-    variables = {k: v for k, v in variables.items() if v is not None}
+    variables = case_vars(role, changes)
     target = {"ansible_python_interpreter": "/usr/bin/python3", "ansible_connection": "community.docker.docker",
               "ansible_host": server, **variables}
     inventory = {"all": {"hosts": {"target": target}}}
@@ -119,11 +128,22 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("role, changes, expected", list(CASES.values()), ids=list(CASES))
-def test_bad_input_fails_before_any_change(server, tmp_path, role, changes, expected):
-    helpers.assert_rejected_unchanged(
-        server, lambda: apply_role(server, tmp_path, role, changes),
-        [f"selfhost.dify.{role} preflight: nothing was changed", *expected],
+@pytest.fixture(scope="module")
+def rejections(server, tmp_path_factory):
+    """role -> the run of all its cases, a host each (helpers.RejectionBatch); a role's run
+    starts when its first case asks for it."""
+    return functools.cache(lambda role: helpers.RejectionBatch(
+        server, PLAYBOOKS / f"{role}.yml",
+        {name: case_vars(role, changes) for name, (case_role, changes, _expected) in CASES.items()
+         if case_role == role},
+        tmp_path_factory.mktemp(f"{role}-batch")).run())
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_fails_before_any_change(rejections, case):
+    role, changes, expected = CASES[case]
+    rejections(role).assert_rejected(
+        case, [f"selfhost.dify.{role} preflight: nothing was changed", *expected],
         hidden=SECRETS + [v for v in changes.values() if isinstance(v, str) and "secret" in v])
 
 
