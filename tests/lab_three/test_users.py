@@ -31,7 +31,13 @@ def test_the_three_host_lab_runs_nginx(site):
     assert site.proxy == "nginx"
 
 
-def test_admin_signs_in_with_a_browser(site):
+@pytest.fixture(scope="module")
+def long_run(edge, key):
+    """A Code node of over a minute, streamed through the edge while the tests below go on."""
+    return lab_journeys.start_long_run(edge, key)
+
+
+def test_admin_signs_in_with_a_browser(site, long_run):
     lab_journeys.browser_signs_in(site, "lab-three")
 
 
@@ -47,8 +53,8 @@ def test_code_node_cannot_reach_the_data_host(site, edge, key):
     lab_journeys.code_node_is_refused_the_data_host(site, edge, key)
 
 
-def test_code_node_longer_than_a_minute_is_not_cut_by_the_edge(edge, key):
-    lab_journeys.long_code_node_streams_to_the_end(edge, key)
+def test_code_node_longer_than_a_minute_is_not_cut_by_the_edge(long_run):
+    lab_journeys.long_code_node_streamed_to_the_end(long_run)
 
 
 def test_bench_sse_prints_its_ratios_against_the_real_stream(site):
