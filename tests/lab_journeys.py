@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from tests import browser_journey, dify_workflow, edge_kit
-from tests.helpers import docker, run
+from tests.helpers import docker, lab as lab_script, run
 
 from selfhost_lab import browser
 from selfhost_lab.inventory import EDGE_CA_ROOTS
@@ -65,6 +65,10 @@ class Site:
 
 
 def browser_signs_in(site: Site, label: str) -> None:
+    """README: `scripts/lab.py browser` (here --print: no display) names the URL and the profile
+    that trusts the edge's CA; the browser then walks the journey with that same set-up."""
+    said = lab_script("browser", "--name", site.lab.name, "--print").stdout
+    assert f"https://{site.domain}/ through {site.proxy}" in said and "--host-rules=MAP" in said, said
     found = browser.setup(ScriptLab(site.lab.name, site.lab.inventory))
     assert found.proxy == site.proxy and found.domain == site.domain, found
     email, password, name = site.admin()
