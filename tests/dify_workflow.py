@@ -112,8 +112,8 @@ def assert_streamed(result: dict, text: str) -> dict:
     """The stream arrived in order and carried the Code node's output; the finished event."""
     assert result["error"] is None and result["status"] == 200, result
     assert edge_kit.header(result, "Content-Type").startswith("text/event-stream"), result["headers"]
-    names = [name for name, _ in result["stream"] if name in set(ORDER)]
-    assert names == ORDER, [name for name, _ in result["stream"]]
+    seen = [name for name, _data in result["stream"]]
+    assert [name for name in seen if name in set(ORDER)] == ORDER, seen
     code_done = [data for name, data in result["stream"]
                  if name == "node_finished" and data["data"].get("node_type") == "code"]
     assert code_done and code_done[0]["data"]["status"] == "succeeded", code_done

@@ -76,7 +76,7 @@ def browser_signs_in(site: Site, label: str) -> None:
 
 
 def workflow_key(site: Site) -> str:
-    email, password, _ = site.admin()
+    email, password, _name = site.admin()
     return dify_workflow.publish(site.on_app(), site.api_url(), email, password)
 
 

@@ -182,7 +182,7 @@ def dify_image_vars() -> str:
                        f"  CONTRACT DOUBLE (not Dify): {', '.join(doubles)}; SSRF proxy: real squid"]
     return (
         f"# No registry was reachable when the lab came up: Dify's images built from upstream's source\n"
-        f"# run {', '.join(r.split(' (')[0] for r in real)}; the contract double (NOT Dify) plays\n"
+        f"# run {', '.join(r.split(' (', maxsplit=1)[0] for r in real)}; the contract double (NOT Dify) plays\n"
         f"# {', '.join(doubles)}; the SSRF proxy is a real squid from Debian.\n"
         f"dify_contract_double_services: [{', '.join(doubles)}]\n"
         "dify_image_source: archive\n"

@@ -66,8 +66,8 @@ def cmd_up(args) -> int:
                                         for f in facts.values()), 0o600)
     write_file(lab.ssh_config, render_ssh_config(lab, facts), 0o600)
     write_file(lab.hosts_file, render_hosts(lab, args.layout, args.debian, facts, marker))
-    write_file(lab.generated_vars, render_generated_vars(pubkey, dify_image_vars() + compose_plugin_vars(args.debian)
-                                                          + edge_vars(args.layout)))
+    generated = dify_image_vars() + compose_plugin_vars(args.debian) + edge_vars(args.layout)
+    write_file(lab.generated_vars, render_generated_vars(pubkey, generated))
     if lab.name != DEFAULT_NAME:
         # A named lab's inventory lives outside the checkout: link the static lab settings.
         static = lab.path("group_vars", "all", "main.yml")

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests import edge_kit
+from tests import edge_kit, lab_journeys
 from tests.helpers import ansible_playbook, dify_console, dify_flask, dify_worker_probe, docker, recap
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
-
-CADDY_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
-CA_IN_PROBER = "/tmp/lab-edge-ca.pem"
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +48,7 @@ def api_url(lab, node) -> str:
 
 @pytest.fixture(scope="module")
 def edge(lab, node, prober):
-    root = docker("exec", lab.container(node), "cat", CADDY_ROOT).stdout
-    edge_kit.put_file(prober, CA_IN_PROBER, root)
-    return edge_kit.Edge(prober, lab.hostvars[node]["selfhost_domain"], lab.address(node), CA_IN_PROBER)
+    return lab_journeys.Site(lab, node, node, node).edge(prober)
 
 
 def test_health_playbook_is_green(lab):
@@ -115,8 +110,7 @@ def test_database_is_at_the_head_of_the_running_release(lab, node, on_node):
 
 def test_admin_signs_in_and_an_upload_lands_in_the_bucket(lab, node, on_node, api_url):
     email = lab.hostvars[node]["dify_admin_email"]
-    # The lab's password: "Lab1" and the secret generated into inventories/lab/.credentials/.
-    password = "Lab1" + (lab.inventory / ".credentials" / "dify_admin_password").read_text().split()[0]
+    password = lab_journeys.Site(lab, node, node, node).admin()[1]
     text = "a file the lab's administrator uploaded\n"
     seed = dify_console(on_node, api_url, "seed", email=email.upper(), password=password, name="lab-upload", text=text)
     assert seed["login_status"] == 200 and seed["profile_email"] == email.lower(), seed

@@ -15,13 +15,11 @@ import uuid
 
 import pytest
 
-from tests import edge_kit
+from tests import edge_kit, lab_journeys
 from tests.helpers import docker, probe
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
-CADDY_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
-CA_IN_PROBER = "/tmp/lab-edge-ca.pem"
 LOKI_PORT = 3100
 _GET = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())"
 
@@ -35,9 +33,7 @@ def node(lab):
 @pytest.fixture(scope="module")
 def edge(lab, prober):
     host = lab.group("edge")[0]
-    root = docker("exec", lab.container(host), "cat", CADDY_ROOT).stdout
-    edge_kit.put_file(prober, CA_IN_PROBER, root)
-    return edge_kit.Edge(prober, lab.hostvars[host]["selfhost_domain"], lab.address(host), CA_IN_PROBER)
+    return lab_journeys.Site(lab, host, host, host).edge(prober)
 
 
 def query(lab, node, logql: str, since: float = 1800) -> list[tuple[dict, str]]:

@@ -61,8 +61,8 @@ def on_app(three) -> list[str]:
 
 
 def admin(three) -> tuple[str, str]:
-    email = three.hostvars["app1"]["dify_admin_email"]
-    return email, "Lab1" + (three.inventory / ".credentials" / "dify_admin_password").read_text().split()[0]
+    email, password, _name = lab_journeys.Site(three, "edge1", "app1", "data1").admin()
+    return email, password
 
 
 def test_hosts_are_in_their_groups(three):
