@@ -492,9 +492,16 @@ def site_tags() -> dict[str, list[str]]:
     return tags
 
 
-# The roles site.yml applies in the labs (single-node and three-host: SeaweedFS and Caddy, the
-# defaults); every tag alone must run exactly these of its roles.
+# The roles site.yml applies with the defaults (SeaweedFS, Caddy; applied_roles puts the edge
+# proxy a lab runs in its place); every tag alone must run exactly these of its roles.
 APPLIED = ("base", "postgresql", "redis", "seaweedfs", "docker", "dify", "caddy", "logging", "backup")
+
+
+def applied_roles(lab) -> tuple[str, ...]:
+    """The roles a lab's site applies: APPLIED with the edge proxy its edge host runs (the
+    single-node lab Caddy, the three-host lab nginx: scripts/selfhost_lab/inventory.py)."""
+    proxy = lab.hostvars[lab.group("edge")[0]].get("selfhost_edge_proxy", "caddy")
+    return tuple(proxy if role == "caddy" else role for role in APPLIED)
 
 
 def assert_tag_alone_changes_nothing(inventory, tag: str, hosts, applied_roles) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import APPLIED, assert_tag_alone_changes_nothing, site_tags
+from tests.helpers import applied_roles, assert_tag_alone_changes_nothing, site_tags
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
 
 @pytest.mark.parametrize("tag", sorted(site_tags()))
 def test_tag_alone_changes_nothing(lab, tag):
-    assert_tag_alone_changes_nothing(lab.inventory, tag, lab.hosts, APPLIED)
+    assert_tag_alone_changes_nothing(lab.inventory, tag, lab.hosts, applied_roles(lab))

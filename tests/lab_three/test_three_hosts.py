@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from tests import edge_kit, lab_journeys
-from tests.helpers import (APPLIED, ansible_playbook, assert_tag_alone_changes_nothing, changed_tasks, container_ip,
+from tests.helpers import (ansible_playbook, applied_roles, assert_tag_alone_changes_nothing, changed_tasks, container_ip,
                            dify_console, docker,
                            lab as lab_script, listening, probe, recap, site_tags)
 from tests.lab.conftest import load_lab
@@ -155,7 +155,7 @@ def test_cross_host_tags_are_tags_of_site_yml():
 
 @pytest.mark.parametrize("tag", CROSS_HOST_TAGS)
 def test_tag_alone_changes_nothing(three, tag):
-    assert_tag_alone_changes_nothing(three.inventory, tag, three.hosts, APPLIED)
+    assert_tag_alone_changes_nothing(three.inventory, tag, three.hosts, applied_roles(three))
 
 
 def test_every_host_restarted_comes_back_healthy_without_a_rerun(three, edge):
