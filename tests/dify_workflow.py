@@ -118,8 +118,7 @@ def assert_streamed(result: dict, text: str) -> dict:
                  if name == "node_finished" and data["data"].get("node_type") == "code"]
     assert code_done and code_done[0]["data"]["status"] == "succeeded", code_done
     assert code_done[0]["data"]["outputs"]["result"] == expected(text), code_done[0]["data"]
-    finished = result["stream"][-1][1] if result["stream"] and result["stream"][-1][0] == "workflow_finished" \
-        else next(data for name, data in result["stream"] if name == "workflow_finished")
+    finished = next(data for name, data in result["stream"] if name == "workflow_finished")
     assert finished["data"]["status"] == "succeeded", finished
     assert finished["data"]["outputs"] == {"result": expected(text)}, finished
     return finished

@@ -22,7 +22,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
-from selfhost_lab.resources import Lab  # noqa: E402  pylint: disable=wrong-import-position
 from tests import dify_workflow, lab_journeys  # noqa: E402  pylint: disable=wrong-import-position
 from tests.lab.conftest import lab_status, load_lab  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -39,7 +38,7 @@ def bench(name: str, runs: int, seconds: float) -> tuple[str, str]:
     key = lab_journeys.workflow_key(site)
     body = json.dumps({"inputs": {"text": "benchmark", "action": "sleep", "seconds": str(seconds), "target": ""},
                        "response_mode": "streaming", "user": "sse-bench"})
-    container = Lab(name, lab.inventory).container(edge_host)
+    container = lab.container(edge_host)
     script = (ROOT / "scripts" / "bench" / "sse_first_event.py").read_text()
     ca = lab_journeys.EDGE_CA_ROOTS[site.proxy]
     path = dify_workflow.RUN_PATH
